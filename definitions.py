@@ -1,0 +1,41 @@
+"""The code location: one Definitions assembled from each system's assets, jobs and resources.
+
+No logic lives here. Every dataset config under MLOPS_CONFIGS (default ``configs/``)
+contributes its own copy of the graph, keyed by the dataset name.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from mlops_assets.config import load_dataset_configs
+from mlops_assets.features.assets import build_feature_assets
+from mlops_assets.governance.assets import build_governance_assets
+from mlops_assets.monitoring.assets import build_monitoring_assets
+from mlops_assets.pipeline.assets import build_pipeline_assets
+from mlops_assets.pipeline.jobs import main_job
+from mlops_assets.settings import Settings
+from mlops_assets.training.assets import build_training_assets
+from mlops_assets.training.resources import mlflow_resource
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or Settings.from_env()
+    assets: list[dg.AssetsDefinition] = []
+    for config in load_dataset_configs(settings.configs):
+        assets += build_feature_assets(config)
+        assets += build_training_assets(config, settings)
+        assets += build_pipeline_assets(config, settings)
+        assets += build_governance_assets(config, settings)
+        assets += build_monitoring_assets(config, settings)
+    return dg.Definitions(
+        assets=assets,
+        jobs=[main_job],
+        resources={
+            "mlflow": mlflow_resource(settings),
+            "io_manager": dg.FilesystemIOManager(base_dir=str(settings.asset_storage)),
+        },
+    )
+
+
+defs = build_definitions()

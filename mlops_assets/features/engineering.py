@@ -1,0 +1,47 @@
+"""From validated raw rows to the feature table the model and the monitors read.
+
+Derived features are pandas expressions in the dataset config, evaluated by
+:func:`derive_features`; training and serving both call it, so a feature is computed
+the same way wherever it is used.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mlops_assets.config import DatasetConfig
+
+
+class FeatureError(ValueError):
+    """A derived feature that cannot be computed from the columns given."""
+
+
+def derive_features(frame: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:
+    """``frame`` plus every derived feature; infinities (division by zero) become missing."""
+    out = frame.copy()
+    for name, expression in config.derived_features.items():
+        try:
+            values = out.eval(expression, engine="python")
+        except Exception as exc:  # pandas raises many types here; all mean "bad expression"
+            raise FeatureError(
+                f"dataset {config.name!r}: derived feature {name!r} = {expression!r} failed: {exc}"
+            ) from exc
+        out[name] = pd.to_numeric(values, errors="coerce").astype(float).replace([np.inf, -np.inf], np.nan)
+    return out
+
+
+def feature_table_columns(config: DatasetConfig) -> list[str]:
+    """Entity id and event time first, then sensitive attributes, model features and the target."""
+    columns = [config.entity_column, config.time_column]
+    for name in [*config.sensitive_attributes, *config.model_features, config.target]:
+        if name not in columns:
+            columns.append(name)
+    return columns
+
+
+def build_feature_table(raw: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:
+    """One row per entity snapshot, ordered by event time, with every model feature computed."""
+    table = derive_features(raw, config)[feature_table_columns(config)]
+    table = table.sort_values([config.time_column, config.entity_column], kind="stable")
+    return table.reset_index(drop=True)

@@ -1,0 +1,58 @@
+"""Running jobs outside the UI (the CLI, the demo, tests) against the real Dagster instance."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+
+import dagster as dg
+
+from mlops_assets.pipeline.jobs import MAIN_JOB
+from mlops_assets.settings import PROJECT_ROOT, Settings
+
+
+def load_definitions(settings: Settings) -> dg.Definitions:
+    """The code location's Definitions (root ``definitions.py``), built for ``settings``."""
+    settings.export()
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    module = importlib.import_module("definitions")
+    return module.build_definitions(settings)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    asset: str
+    materialized: bool
+    checks: dict[str, bool]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    success: bool
+    outcomes: list[StepOutcome]
+
+    def table(self) -> str:
+        lines = []
+        for outcome in self.outcomes:
+            checks = ", ".join(f"{name} {'passed' if ok else 'FAILED'}" for name, ok in outcome.checks.items())
+            state = "materialized" if outcome.materialized else "not materialized"
+            lines.append(f"  {outcome.asset:<28} {state}{'  [' + checks + ']' if checks else ''}")
+        return "\n".join(lines)
+
+
+def run_main_job(settings: Settings, instance: dg.DagsterInstance | None = None) -> RunSummary:
+    """Materialize the whole graph in this process, recorded in the instance the UI reads."""
+    definitions = load_definitions(settings)
+    job = definitions.get_job_def(MAIN_JOB)
+    instance = instance or dg.DagsterInstance.get()
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    materialized = {event.asset_key for event in result.get_asset_materialization_events()}
+    checks: dict[dg.AssetKey, dict[str, bool]] = {}
+    for evaluation in result.get_asset_check_evaluations():
+        checks.setdefault(evaluation.asset_key, {})[evaluation.check_name] = evaluation.passed
+    keys = sorted(definitions.resolve_asset_graph().get_all_asset_keys(), key=lambda k: k.to_user_string())
+    outcomes = [StepOutcome(k.to_user_string(), k in materialized, checks.get(k, {})) for k in keys]
+    return RunSummary(result.run_id, result.success, outcomes)

@@ -1,0 +1,91 @@
+"""Where a run writes and which services it talks to: every environment variable, in one place.
+
+Everything a local run writes lives under ``MLOPS_HOME`` (default ``.mlops/`` in the
+working directory), so deleting that folder resets the platform. Every process that
+takes part (Dagster, the BentoML service, the CLI, tests) derives the same MLflow
+URI and Dagster storage from it: MLflow left to itself follows the current directory.
+
+| variable | default | what it sets |
+| --- | --- | --- |
+| ``MLOPS_HOME`` | ``./.mlops`` | root of all local state |
+| ``MLOPS_CONFIGS`` | ``<project>/configs`` | a dataset config file or a folder of them |
+| ``MLFLOW_TRACKING_URI`` | ``sqlite:///$MLOPS_HOME/mlflow/mlflow.db`` | MLflow tracking and registry |
+| ``MLOPS_MLFLOW_EXPERIMENT`` | ``mlops-assets`` | experiment that holds the Dagster runs |
+| ``MLOPS_MLFLOW_UI`` | ``http://127.0.0.1:5000`` | base of the run links shown in Dagster |
+| ``DAGSTER_HOME`` | the project root | folder holding the ``dagster.yaml`` to use |
+| ``MLOPS_DAGSTER_STORAGE`` | ``$MLOPS_HOME/dagster`` | SQLite instance storage named by the root ``dagster.yaml`` |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved locations for one platform home."""
+
+    home: Path
+    configs: Path
+    mlflow_tracking_uri: str
+    mlflow_experiment: str
+    mlflow_ui: str
+    dagster_home: Path
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = Path(os.environ.get("MLOPS_HOME", ".mlops")).expanduser().resolve()
+        configs = Path(os.environ.get("MLOPS_CONFIGS", PROJECT_ROOT / "configs")).expanduser().resolve()
+        tracking = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+        return cls(
+            home=home,
+            configs=configs,
+            mlflow_tracking_uri=tracking,
+            mlflow_experiment=os.environ.get("MLOPS_MLFLOW_EXPERIMENT", "mlops-assets"),
+            mlflow_ui=os.environ.get("MLOPS_MLFLOW_UI", "http://127.0.0.1:5000").rstrip("/"),
+            dagster_home=Path(os.environ.get("DAGSTER_HOME", PROJECT_ROOT)).expanduser().resolve(),
+        )
+
+    @property
+    def dagster_storage(self) -> Path:
+        return Path(os.environ.get("MLOPS_DAGSTER_STORAGE", self.home / "dagster"))
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.home / "mlflow" / "artifacts"
+
+    @property
+    def asset_storage(self) -> Path:
+        """Where the IO manager keeps asset values between steps and runs."""
+        return self.home / "assets"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    def dataset_reports(self, dataset: str) -> Path:
+        path = self.reports / dataset
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def environ(self) -> dict[str, str]:
+        """Variables that make a child process (Dagster, BentoML) see this same home."""
+        return {
+            "MLOPS_HOME": str(self.home),
+            "MLOPS_CONFIGS": str(self.configs),
+            "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+            "MLOPS_MLFLOW_EXPERIMENT": self.mlflow_experiment,
+            "MLOPS_MLFLOW_UI": self.mlflow_ui,
+            "DAGSTER_HOME": str(self.dagster_home),
+            "MLOPS_DAGSTER_STORAGE": str(self.dagster_storage),
+        }
+
+    def export(self) -> None:
+        """Make this process and every child it starts agree on the home."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.dagster_storage.mkdir(parents=True, exist_ok=True)
+        os.environ.update(self.environ())
