@@ -14,6 +14,7 @@ URI and Dagster storage from it: MLflow left to itself follows the current direc
 | ``MLOPS_MLFLOW_UI`` | ``http://127.0.0.1:5000`` | base of the run links shown in Dagster |
 | ``DAGSTER_HOME`` | the project root | folder holding the ``dagster.yaml`` to use |
 | ``MLOPS_DAGSTER_STORAGE`` | ``$MLOPS_HOME/dagster`` | SQLite instance storage named by the root ``dagster.yaml`` |
+| ``BENTOML_HOME`` | ``$MLOPS_HOME/bentoml`` | BentoML's own store (instead of ``~/bentoml``) |
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class Settings:
             "MLOPS_MLFLOW_UI": self.mlflow_ui,
             "DAGSTER_HOME": str(self.dagster_home),
             "MLOPS_DAGSTER_STORAGE": str(self.dagster_storage),
+            "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(self.home / "bentoml")),
         }
 
     def export(self) -> None:

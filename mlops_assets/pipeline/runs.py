@@ -43,12 +43,13 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def run_main_job(settings: Settings, instance: dg.DagsterInstance | None = None) -> RunSummary:
+def run_main_job(settings: Settings, instance: dg.DagsterInstance | None = None, log_level: str = "INFO") -> RunSummary:
     """Materialize the whole graph in this process, recorded in the instance the UI reads."""
     definitions = load_definitions(settings)
     job = definitions.get_job_def(MAIN_JOB)
     instance = instance or dg.DagsterInstance.get()
-    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
     materialized = {event.asset_key for event in result.get_asset_materialization_events()}
     checks: dict[dg.AssetKey, dict[str, bool]] = {}
     for evaluation in result.get_asset_check_evaluations():

@@ -1,0 +1,1 @@
+"""The BentoML service that serves each dataset's champion model over HTTP."""

@@ -1,0 +1,107 @@
+"""The ``mlops`` command: everything that is not a Dagster materialization from the UI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from mlops_assets.settings import PROJECT_ROOT, Settings
+
+
+def _settings() -> Settings:
+    settings = Settings.from_env()
+    settings.export()
+    return settings
+
+
+def _exec(command: list[str], settings: Settings) -> None:
+    """Run a long-lived tool in the foreground; Ctrl-C stops it."""
+    env = {**os.environ, **settings.environ()}
+    # A child started from a script may inherit an ignored SIGINT (dagster dev then ignores SIGTERM too).
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        sys.exit(process.wait())
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGINT)
+        sys.exit(process.wait())
+
+
+def _tool(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """mlops-assets: one Dagster lineage graph for the ML lifecycle, served by BentoML.
+
+    State lives under MLOPS_HOME (default ./.mlops); dataset configs under MLOPS_CONFIGS
+    (default configs/). See docs/configuration.md for every variable.
+    """
+
+
+@main.command()
+def demo() -> None:
+    """Materialize the whole graph, serve the champion, send real predictions, stop."""
+    from mlops_assets.demo import run_demo
+
+    summary = run_demo(_settings(), echo=click.echo)
+    if not summary.success:
+        raise click.ClickException(f"the main job failed (run {summary.run_id}); see `mlops ui` for the logs")
+
+
+@main.command()
+def materialize() -> None:
+    """Materialize every asset of every dataset once (the main job), in this process."""
+    from mlops_assets.pipeline.runs import run_main_job
+
+    summary = run_main_job(_settings())
+    click.echo(summary.table())
+    if not summary.success:
+        raise click.ClickException(f"run {summary.run_id} failed; see `mlops ui` for the logs")
+    click.echo(f"run {summary.run_id}: success")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="interface to listen on")
+@click.option("--port", default=3001, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="API worker processes")
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve each dataset's champion model over HTTP (BentoML) until Ctrl-C."""
+    from mlops_assets.config import load_dataset_configs
+    from mlops_assets.serving import ServerError, check_servable, serve_command
+
+    settings = _settings()
+    try:
+        served = check_servable(settings, load_dataset_configs(settings.configs))
+    except ServerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"serving {', '.join(served)} on http://{host}:{port} (POST /predict, /predict_batch; docs at /)")
+    _exec(serve_command(host, port, workers), settings)
+
+
+@main.command()
+@click.option("--port", default=3000, show_default=True, type=int)
+def ui(port: int) -> None:
+    """The Dagster UI and daemon (`dagster dev`) on this project's workspace and instance."""
+    settings = _settings()
+    _exec([_tool("dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)], settings)
+
+
+@main.command("mlflow-ui")
+@click.option("--port", default=5000, show_default=True, type=int)
+def mlflow_ui(port: int) -> None:
+    """The MLflow UI on this home's tracking database and artifacts."""
+    settings = _settings()
+    _exec([_tool("mlflow"), "ui", "--backend-store-uri", settings.mlflow_tracking_uri,
+           "--default-artifact-root", settings.mlflow_artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port)],
+          settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Starting and stopping the BentoML prediction server (``bento/service.py``) as a child process.
+
+The CLI and the tests both go through here, so they start the server the same way:
+on 127.0.0.1 (``bentoml serve`` would otherwise listen on every interface), with the
+platform home in its environment and one OpenMP thread per worker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from mlops_assets.config import DatasetConfig
+from mlops_assets.settings import PROJECT_ROOT, Settings
+from mlops_assets.training.registry import CHAMPION, alias_version
+
+SERVICE = "bento.service:MLOpsPredictor"
+
+
+class ServerError(RuntimeError):
+    """The server could not start, or a dataset it should serve has no champion."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def check_servable(settings: Settings, configs: list[DatasetConfig]) -> list[str]:
+    """Datasets that have a champion; fail fast if none has (the service would restart in a loop)."""
+    ready = [c.name for c in configs if alias_version(settings, c, CHAMPION) is not None]
+    if not ready:
+        names = ", ".join(c.name for c in configs)
+        raise ServerError(
+            f"no dataset ({names}) has a '{CHAMPION}' model in {settings.mlflow_tracking_uri}; "
+            "run `mlops materialize` (or `mlops demo`) first"
+        )
+    return ready
+
+
+def serve_command(host: str, port: int, workers: int) -> list[str]:
+    bentoml = Path(sys.executable).with_name("bentoml")
+    return [str(bentoml), "serve", SERVICE, "--working-dir", str(PROJECT_ROOT),
+            "--host", host, "--port", str(port), "--api-workers", str(workers)]
+
+
+def server_environment(settings: Settings) -> dict[str, str]:
+    return {**os.environ, **settings.environ(), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+@dataclass
+class RunningServer:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_ready(server: RunningServer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise ServerError(f"the server exited with code {server.process.returncode}:\n{server.log_tail()}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise ServerError(f"the server was not ready within {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def stop(server: RunningServer, timeout: float = 20) -> None:
+    """SIGTERM the server's process group, then SIGKILL what is left."""
+    if server.process.poll() is not None:
+        return
+    os.killpg(server.process.pid, signal.SIGTERM)
+    try:
+        server.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait(5)
+
+
+@contextmanager
+def running_server(settings: Settings, configs: list[DatasetConfig], port: int | None = None,
+                   workers: int = 1, timeout: float = 120) -> Iterator[RunningServer]:
+    """A ready server for the duration of the block, stopped afterwards whatever happens."""
+    settings.export()
+    check_servable(settings, configs)
+    port = port or free_port()
+    log_path = settings.home / "logs" / f"bentoml-{port}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            serve_command("127.0.0.1", port, workers), cwd=PROJECT_ROOT, env=server_environment(settings),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    server = RunningServer(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        wait_ready(server, timeout)
+        yield server
+    finally:
+        stop(server)
