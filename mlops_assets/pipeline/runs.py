@@ -46,7 +46,7 @@ class RunSummary:
 def run_main_job(settings: Settings, instance: dg.DagsterInstance | None = None, log_level: str = "INFO") -> RunSummary:
     """Materialize the whole graph in this process, recorded in the instance the UI reads."""
     definitions = load_definitions(settings)
-    job = definitions.get_job_def(MAIN_JOB)
+    job = definitions.resolve_job_def(MAIN_JOB)
     instance = instance or dg.DagsterInstance.get()
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)

@@ -115,7 +115,7 @@ def log_and_register(
 def alias_version(settings: Settings, config: DatasetConfig, alias: str) -> str | None:
     """The version holding ``alias``, or None."""
     try:
-        return client(settings).get_model_version_by_alias(config.registered_model_name, alias).version
+        return str(client(settings).get_model_version_by_alias(config.registered_model_name, alias).version)
     except MlflowException:
         return None
 

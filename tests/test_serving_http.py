@@ -1,0 +1,127 @@
+"""The real BentoML server (`bentoml serve`) on a free loopback port, spoken to over HTTP."""
+
+from __future__ import annotations
+
+import dagster as dg
+import httpx
+import pytest
+
+from bento.schemas import MAX_BATCH
+from mlops_assets.config import load_dataset_configs
+from mlops_assets.demo import sample_requests
+from mlops_assets.pipeline.runs import load_definitions
+from mlops_assets.serving import ServerError, running_server
+from mlops_assets.training.registry import load_champion
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(materialized_churn):
+    from tests.conftest import platform_home
+
+    settings, _ = materialized_churn
+    with platform_home(settings.home, settings.configs) as entered:
+        config = load_dataset_configs(entered.configs)[0]
+        training_set = load_definitions(entered).load_asset_value(["churn", "training_set"], instance=dg.DagsterInstance.get())
+        with running_server(entered, [config]) as running:
+            yield running, entered, config, sample_requests(config, training_set, 5)
+
+
+def post(server, route: str, body) -> httpx.Response:
+    running = server[0]
+    if isinstance(body, (bytes, str)):
+        return httpx.post(f"{running.url}{route}", content=body, headers={"content-type": "application/json"}, timeout=30)
+    return httpx.post(f"{running.url}{route}", json=body, timeout=30)
+
+
+def error_locations(response: httpx.Response) -> list[str]:
+    return [".".join(map(str, d["loc"])) for d in response.json()["detail"]]
+
+
+def test_one_record_is_scored_by_the_champion_as_in_process(server):
+    _, settings, config, samples = server
+    record = samples[0]["record"]
+    response = post(server, "/predict", {"dataset": "churn", "record": record})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    champion = load_champion(settings, config)
+    import pandas as pd
+
+    expected = champion.score(pd.DataFrame([{k: v for k, v in record.items() if k != "entity_id"}]))[0]
+    assert answer["score"] == pytest.approx(float(expected), abs=1e-9)
+    assert answer["label"] == int(answer["score"] >= answer["threshold"])
+    assert answer["model_version"] == "1"
+    assert answer["entity_id"] == record["entity_id"]
+    assert len(answer["request_id"]) == 32
+
+
+def test_a_batch_is_scored_in_order(server):
+    _, _, _, samples = server
+    records = [s["record"] for s in samples]
+    batch = post(server, "/predict_batch", {"dataset": "churn", "records": records})
+    assert batch.status_code == 200, batch.text
+    predictions = batch.json()["predictions"]
+    assert [p["entity_id"] for p in predictions] == [r["entity_id"] for r in records]
+    single = post(server, "/predict", {"dataset": "churn", "record": records[2]}).json()
+    assert predictions[2]["score"] == pytest.approx(single["score"], abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda r: r.pop("tenure_months"), "record.tenure_months"),
+        (lambda r: r.update(monthly_charges="lots"), "record.monthly_charges"),
+        (lambda r: r.update(contract_type="weekly"), "record.contract_type"),
+        (lambda r: r.update(tenure_months=-3), "record.tenure_months"),
+        (lambda r: r.update(favourite_colour="blue"), "record.favourite_colour"),
+    ],
+    ids=["missing-field", "wrong-type", "unknown-category", "out-of-range", "unknown-field"],
+)
+def test_a_bad_record_gets_400_naming_the_field(server, change, field):
+    record = dict(server[3][0]["record"])
+    change(record)
+    response = post(server, "/predict", {"dataset": "churn", "record": record})
+    assert response.status_code == 400
+    assert error_locations(response) == [field]
+
+
+def test_an_unknown_dataset_gets_400_naming_the_dataset_field(server):
+    response = post(server, "/predict", {"dataset": "loans", "record": server[3][0]["record"]})
+    assert response.status_code == 400
+    assert error_locations(response) == ["dataset"]
+    assert "churn" in response.json()["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[]", b'{"dataset": "churn"}', b""], ids=["broken", "list", "no-record", "empty"])
+def test_malformed_bodies_get_400_not_500(server, body):
+    assert post(server, "/predict", body).status_code == 400
+
+
+def test_batches_must_hold_between_one_and_the_maximum_records(server):
+    record = server[3][0]["record"]
+    assert post(server, "/predict_batch", {"dataset": "churn", "records": []}).status_code == 400
+    too_many = post(server, "/predict_batch", {"dataset": "churn", "records": [record] * (MAX_BATCH + 1)})
+    assert too_many.status_code == 400
+    assert error_locations(too_many) == ["records"]
+
+
+def test_health_readiness_and_metrics_endpoints_answer(server):
+    running = server[0]
+    for probe in ("/healthz", "/livez", "/readyz"):
+        assert httpx.get(f"{running.url}{probe}", timeout=10).status_code == 200
+    metrics = httpx.get(f"{running.url}/metrics", timeout=10)
+    assert metrics.status_code == 200
+    assert "bentoml_service_request_total" in metrics.text
+    served = post(server, "/models", {}).json()
+    assert served["served"]["churn"]["model_version"] == "1"
+
+
+def test_serving_without_a_champion_fails_fast_with_a_message(tmp_path, churn_config_dir):
+    from tests.conftest import platform_home
+
+    with platform_home(tmp_path / "empty-home", churn_config_dir) as settings:
+        config = load_dataset_configs(settings.configs)[0]
+        with pytest.raises(ServerError, match="no dataset .*churn.* has a 'champion' model"):
+            with running_server(settings, [config]):
+                pass
