@@ -10,9 +10,8 @@ from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
 from mlops_assets.config import load_dataset_configs
-from mlops_assets.features.training_set import split_frame
+from mlops_assets.features.training_set import binary_target, split_frame
 from mlops_assets.pipeline.runs import load_definitions
-from mlops_assets.training.assets import target_values
 from mlops_assets.training.registry import CHAMPION, load_champion
 
 pytestmark = pytest.mark.slow
@@ -90,7 +89,7 @@ def test_champion_loaded_from_registry_reproduces_the_evaluation(in_home):
     champion = load_champion(settings, config)
     scores = champion.score(test.drop(columns=config.derived_features))
     evaluation = latest_metadata(["churn", "evaluation"])
-    assert roc_auc_score(target_values(test, config), scores) == pytest.approx(evaluation["roc_auc"], abs=1e-12)
+    assert roc_auc_score(binary_target(test, config), scores) == pytest.approx(evaluation["roc_auc"], abs=1e-12)
     assert np.all((scores >= 0) & (scores <= 1))
     assert 0 < champion.decision_threshold < 1
 

@@ -26,12 +26,21 @@ def time_split(features: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:
     labels = ["train"] * n_train + ["validation"] * n_validation + ["test"] * n_test
     ordered.insert(0, "split", pd.Categorical(labels, categories=SPLITS, ordered=True))
     for name in ("train", "test"):
-        if ordered.loc[ordered["split"] == name, config.target].nunique() < 2:
+        if binary_target(ordered[ordered["split"] == name], config).nunique() < 2:
             raise ValueError(
                 f"dataset {config.name!r}: the {name} split holds a single class of {config.target!r}; "
                 "a binary model needs both"
             )
     return ordered
+
+
+def binary_target(frame: pd.DataFrame, config: DatasetConfig) -> pd.Series:
+    """The target as 0/1 whatever the source spelled it as; of two listed values the second is positive."""
+    target = frame[config.target]
+    values = config.columns[config.target].values
+    if values is not None and not set(values) <= {0, 1, True, False}:
+        return (target == values[1]).astype(int)
+    return target.astype(int)
 
 
 def split_frame(training_set: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -46,6 +55,6 @@ def split_summary(training_set: pd.DataFrame, config: DatasetConfig) -> pd.DataF
             "rows": grouped.size(),
             "from": grouped[config.time_column].min().astype(str),
             "to": grouped[config.time_column].max().astype(str),
-            "positive_rate": grouped[config.target].mean().round(4),
+            "positive_rate": binary_target(training_set, config).groupby(training_set["split"], observed=True).mean().round(4),
         }
     ).reindex(SPLITS)

@@ -33,6 +33,7 @@ class RunSummary:
     run_id: str
     success: bool
     outcomes: list[StepOutcome]
+    check_evaluations: list[dg.AssetCheckEvaluation]
 
     def table(self) -> str:
         lines = []
@@ -51,9 +52,10 @@ def run_main_job(settings: Settings, instance: dg.DagsterInstance | None = None,
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
     materialized = {event.asset_key for event in result.get_asset_materialization_events()}
+    evaluations = result.get_asset_check_evaluations()
     checks: dict[dg.AssetKey, dict[str, bool]] = {}
-    for evaluation in result.get_asset_check_evaluations():
+    for evaluation in evaluations:
         checks.setdefault(evaluation.asset_key, {})[evaluation.check_name] = evaluation.passed
     keys = sorted(definitions.resolve_asset_graph().get_all_asset_keys(), key=lambda k: k.to_user_string())
     outcomes = [StepOutcome(k.to_user_string(), k in materialized, checks.get(k, {})) for k in keys]
-    return RunSummary(result.run_id, result.success, outcomes)
+    return RunSummary(result.run_id, result.success, outcomes, evaluations)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from mlops_assets.config import DatasetConfig
 from mlops_assets.dagster_metadata import frame_fingerprint, markdown_table, png_markdown
-from mlops_assets.features.training_set import split_frame
+from mlops_assets.features.training_set import binary_target, split_frame
 from mlops_assets.settings import Settings
 from mlops_assets.training.evaluation import choose_threshold, classification_metrics, evaluation_plots
 from mlops_assets.training.model_families import build_pipeline
@@ -48,16 +48,6 @@ def mlflow_run_url(settings: Settings, run_id: str) -> str:
     return f"{settings.mlflow_ui}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def target_values(frame: pd.DataFrame, config: DatasetConfig) -> pd.Series:
-    """The binary target as 0/1, whatever the source spelled it as."""
-    target = frame[config.target]
-    values = config.columns[config.target].values
-    if values is not None and not set(values) <= {0, 1, True, False}:
-        positive = values[1]  # the second listed value is the positive class
-        return (target == positive).astype(int)
-    return target.astype(int)
-
-
 def build_training_assets(config: DatasetConfig, settings: Settings) -> list[dg.AssetsDefinition]:
     name = config.name
     training_set_key = dg.AssetKey([name, "training_set"])
@@ -77,8 +67,8 @@ def build_training_assets(config: DatasetConfig, settings: Settings) -> list[dg.
     def model(context: dg.AssetExecutionContext, training_set: pd.DataFrame) -> dg.Output[RegisteredModel]:
         train, validation = split_frame(training_set, "train"), split_frame(training_set, "validation")
         pipeline = build_pipeline(config)
-        pipeline.fit(train[config.model_features], target_values(train, config))
-        y_validation = target_values(validation, config)
+        pipeline.fit(train[config.model_features], binary_target(train, config))
+        y_validation = binary_target(validation, config)
         validation_scores = pipeline.predict_proba(validation[config.model_features])[:, 1]
         threshold = choose_threshold(y_validation, validation_scores, config.model.decision_threshold)
         validation_metrics = classification_metrics(y_validation, validation_scores, threshold)
@@ -129,7 +119,7 @@ def build_training_assets(config: DatasetConfig, settings: Settings) -> list[dg.
     def evaluation(context: dg.AssetExecutionContext, training_set: pd.DataFrame, model: RegisteredModel) -> dg.Output[Evaluation]:
         test = split_frame(training_set, "test")
         served = load_version(settings, config, model.version)
-        y_test = target_values(test, config).to_numpy()
+        y_test = binary_target(test, config).to_numpy()
         scores = served.pipeline.predict_proba(test[config.model_features])[:, 1]
         metrics = classification_metrics(y_test, scores, model.decision_threshold)
         plots = evaluation_plots(y_test, scores, f"{name} v{model.version}")

@@ -78,8 +78,8 @@ FAMILIES: dict[str, ModelFamily] = {
             "sklearn.utils.validation.check_array",
         ),
     ),
-    "logistic_regression": ModelFamily(_logistic_regression, ()),
-    "random_forest": ModelFamily(_random_forest, ()),
+    "logistic_regression": ModelFamily(_logistic_regression, ("numpy.dtype",)),
+    "random_forest": ModelFamily(_random_forest, ("numpy.dtype", "sklearn.tree._tree.Tree")),
 }
 
 

@@ -1,0 +1,56 @@
+"""Any CSV or Parquet file plus a YAML config runs the same graph; bad rows stop at the raw check."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mlops_assets.pipeline.runs import run_main_job
+from mlops_assets.training.registry import CHAMPION
+from tests.conftest import platform_home
+from tests.datasets import make_loans, write_loans
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+def test_a_differently_shaped_file_dataset_runs_the_whole_graph(tmp_path, file_format):
+    configs = write_loans(tmp_path / "configs", make_loans(3000), file_format)
+    with platform_home(tmp_path / "home", configs) as settings:
+        summary = run_main_job(settings)
+        assert summary.success, summary.table()
+        assert all(o.materialized for o in summary.outcomes), summary.table()
+        assert {o.asset for o in summary.outcomes} >= {"loans/raw_rows", "loans/model", "loans/drift_report"}
+        instance = dg.DagsterInstance.get()
+        raw = instance.get_latest_materialization_event(dg.AssetKey(["loans", "raw_rows"])).asset_materialization
+        columns = {c.name for c in raw.metadata["dagster/column_schema"].value.columns}
+        assert {"row_id", "load_time"} <= columns  # stand-ins for the absent entity id and event time
+        evaluation = instance.get_latest_materialization_event(dg.AssetKey(["loans", "evaluation"])).asset_materialization
+        assert evaluation.metadata["roc_auc"].value > 0.6
+        version = MlflowClient(settings.mlflow_tracking_uri).get_model_version_by_alias("loans_model", CHAMPION)
+        assert str(version.version) == "1"
+        drift = instance.get_latest_materialization_event(dg.AssetKey(["loans", "drift_report"])).asset_materialization
+        assert "test" in drift.metadata["current_batch"].value
+
+
+def test_bad_raw_rows_fail_the_blocking_check_naming_rows_and_columns_and_nothing_downstream_runs(tmp_path):
+    frame = make_loans(400)
+    frame.loc[3, "income"] = -50.0
+    frame.loc[7, "employment_type"] = "astronaut"
+    frame.loc[11, "debt_ratio"] = 1.7
+    configs = write_loans(tmp_path / "configs", frame)
+    with platform_home(tmp_path / "home", configs) as settings:
+        summary = run_main_job(settings)
+        assert not summary.success
+        assert not any(o.materialized for o in summary.outcomes), summary.table()
+        (evaluation,) = summary.check_evaluations
+        assert evaluation.check_name == "raw_schema" and not evaluation.passed
+        assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+        metadata = {k: v.value for k, v in evaluation.metadata.items()}
+        assert metadata["failing_columns"] == ["debt_ratio", "employment_type", "income"]
+        assert sorted(metadata["offending_rows"], key=int) == ["3", "7", "11"]
+        assert "astronaut" in metadata["failure_cases"] and "-50.0" in metadata["failure_cases"]
+        # Nothing was written: no later run can read the bad rows.
+        assert dg.DagsterInstance.get().get_latest_materialization_event(dg.AssetKey(["loans", "raw_rows"])) is None
+        assert not (settings.asset_storage / "loans" / "raw_rows").exists()
