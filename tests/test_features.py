@@ -1,0 +1,78 @@
+"""Feature engineering and the time-based split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mlops_assets.config import load_dataset_config
+from mlops_assets.data.churn_generator import generate_churn
+from mlops_assets.data.sources import load_source
+from mlops_assets.features.engineering import FeatureError, build_feature_table, derive_features
+from mlops_assets.features.training_set import binary_target, split_frame, split_summary, time_split
+from mlops_assets.settings import PROJECT_ROOT
+from tests.datasets import LOANS_CONFIG, make_loans, write_loans
+
+CHURN = load_dataset_config(PROJECT_ROOT / "configs" / "churn.yaml")
+
+
+def test_derived_features_follow_their_expressions_and_division_by_zero_is_missing():
+    rows = pd.DataFrame({"total_charges": [100.0, 50.0], "tenure_months": [4, -1],
+                         "support_calls_90d": [2, 1], "logins_last_30d": [0, 9]})
+    derived = derive_features(rows, CHURN)
+    assert derived["charges_per_tenure_month"].iloc[0] == pytest.approx(20.0)
+    assert np.isnan(derived["charges_per_tenure_month"].iloc[1])  # 50 / 0
+    assert derived["support_calls_per_login"].tolist() == [2.0, 0.1]
+
+
+def test_a_broken_expression_names_the_feature(tmp_path):
+    path = tmp_path / "loans.yaml"
+    path.write_text(yaml.safe_dump({**LOANS_CONFIG, "derived_features": {"bad": "income / nonexistent"}}))
+    config = load_dataset_config(path)
+    with pytest.raises(FeatureError, match="derived feature 'bad'"):
+        derive_features(make_loans(10), config)
+
+
+def test_feature_table_holds_ids_sensitive_attributes_features_and_target_in_time_order():
+    table = build_feature_table(generate_churn(300, seed=2), CHURN)
+    assert table.columns[:2].tolist() == ["customer_id", "event_time"]
+    assert {"gender", "age_band", "region", "churned", *CHURN.model_features} <= set(table.columns)
+    assert table["event_time"].is_monotonic_increasing
+
+
+def test_training_row_never_comes_after_a_validation_or_test_row():
+    table = build_feature_table(generate_churn(2000, seed=5), CHURN)
+    split = time_split(table.sample(frac=1, random_state=0), CHURN)  # shuffled input
+    train, validation, test = (split_frame(split, s) for s in ("train", "validation", "test"))
+    assert train["event_time"].max() <= validation["event_time"].min()
+    assert validation["event_time"].max() <= test["event_time"].min()
+    assert (len(train), len(validation), len(test)) == (1400, 300, 300)
+
+
+def test_split_summary_reports_rows_time_range_and_positive_rate():
+    table = build_feature_table(generate_churn(1000, seed=5), CHURN)
+    summary = split_summary(time_split(table, CHURN), CHURN)
+    assert summary["rows"].sum() == 1000
+    assert summary.loc["train", "to"] <= summary.loc["test", "from"]
+    assert 0 < summary.loc["test", "positive_rate"] < 1
+
+
+def test_without_event_time_the_split_follows_row_order(tmp_path):
+    config = load_dataset_config(write_loans(tmp_path, make_loans(200)) / "loans.yaml")
+    raw = load_source(config)
+    split = time_split(build_feature_table(raw, config), config)
+    assert split_frame(split, "test")["row_id"].min() > split_frame(split, "train")["row_id"].max()
+    assert set(binary_target(split, config)) == {0, 1}  # "no"/"yes" -> 0/1
+
+
+def test_a_source_lacking_declared_columns_is_refused_by_name(tmp_path):
+    config = load_dataset_config(write_loans(tmp_path, make_loans(50).drop(columns="purpose")) / "loans.yaml")
+    with pytest.raises(Exception, match=r"lacks declared columns \['purpose'\]"):
+        load_source(config)
+
+
+def test_too_few_rows_to_split_is_a_clear_error():
+    with pytest.raises(ValueError, match="too few to split"):
+        time_split(build_feature_table(generate_churn(5), CHURN), CHURN)
