@@ -61,7 +61,7 @@ def test_every_asset_is_described_owned_kinded_and_grouped_by_system(in_home):
 
 
 def test_model_is_logged_registered_and_holds_champion_alias(in_home):
-    settings, _ = in_home
+    settings, summary = in_home
     client = MlflowClient(settings.mlflow_tracking_uri)
     version = client.get_model_version_by_alias("churn_model", CHAMPION)
     assert str(version.version) == "1"
@@ -75,10 +75,13 @@ def test_model_is_logged_registered_and_holds_champion_alias(in_home):
         "evaluation/roc.png", "evaluation/calibration.png"}
     info = mlflow.models.get_model_info(f"models:/churn_model/{version.version}")
     assert info.signature is not None and info.saved_input_example_info is not None
-    # The Dagster run's own MLflow run (dagster-mlflow) is closed by the job's hook.
+    # The Dagster run's own MLflow run (dagster-mlflow) is the parent, closed by the job's hook.
     parent = client.get_run(run.data.tags["mlflow.parentRunId"])
     assert parent.info.status == "FINISHED"
-    assert parent.data.tags["dagster_run_id"] == run.data.tags["dagster_run_id"]
+    assert parent.data.tags["dagster_run_id"] == summary.run_id
+    # dagster-mlflow finds its run by this tag in every step process: only the parent may carry it.
+    tagged = client.search_runs([parent.info.experiment_id], f"tags.dagster_run_id = '{summary.run_id}'")
+    assert [r.info.run_id for r in tagged] == [parent.info.run_id]
 
 
 def test_champion_loaded_from_registry_reproduces_the_evaluation(in_home):

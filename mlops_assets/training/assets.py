@@ -82,7 +82,9 @@ def build_training_assets(config: DatasetConfig, settings: Settings) -> list[dg.
             "decision_threshold": f"{threshold:.6f}",
             "dagster_run_id": context.run_id,
         }
-        with mlflow.start_run(run_name=f"{name}-train", nested=True, tags=tags):
+        # Not the dagster_run_id tag: dagster-mlflow finds "its" run by that tag and would resume this one.
+        run_tags = {k: v for k, v in tags.items() if k != "dagster_run_id"}
+        with mlflow.start_run(run_name=f"{name}-train", nested=True, tags=run_tags):
             mlflow.log_params({"model_family": config.model.family, "features": len(config.model_features),
                                "train_rows": len(train), **config.model.params})
             mlflow.log_metrics({f"validation_{k}": v for k, v in validation_metrics.items()})
