@@ -1,0 +1,62 @@
+"""`mlops ui` starts `dagster dev` on workspace.yaml, and the UI's GraphQL shows the graph and its history."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mlops_assets.serving import free_port
+from mlops_assets.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+QUERY = """{
+  workspaceOrError { ... on Workspace { locationEntries { name loadStatus
+    locationOrLoadError { __typename ... on PythonError { message } } } } }
+  assetNodes { assetKey { path } groupName description kinds
+    assetMaterializations(limit: 1) { runId metadataEntries { label } } }
+}"""
+
+
+def test_dagster_ui_loads_the_code_location_and_shows_materialized_assets(in_home):
+    settings, summary = in_home
+    port = free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlops")), "ui", "--port", str(port)],
+        cwd=PROJECT_ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline, data = time.monotonic() + 120, None
+        while time.monotonic() < deadline and data is None:
+            time.sleep(1)
+            try:
+                answer = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": QUERY}, timeout=10).json()
+            except (httpx.TransportError, ValueError):
+                continue
+            entries = answer["data"]["workspaceOrError"]["locationEntries"]
+            if entries and entries[0]["loadStatus"] == "LOADED":
+                data = answer["data"]
+        assert data is not None, "the Dagster UI did not load the code location within 120 s"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+
+    (entry,) = data["workspaceOrError"]["locationEntries"]
+    assert entry["name"] == "mlops_assets"
+    assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
+    nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
+    assert len(nodes) == 8
+    groups = {n["groupName"] for n in nodes.values()}
+    assert groups == {"features", "training", "pipeline", "governance", "monitoring"}
+    model = nodes["churn/model"]
+    assert model["assetMaterializations"][0]["runId"] == summary.run_id
+    labels = {e["label"] for e in model["assetMaterializations"][0]["metadataEntries"]}
+    assert {"mlflow_run", "model_version", "mlflow_run_id"} <= labels
