@@ -6,11 +6,17 @@ import os
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import click
+import dagster as dg
 
 from mlops_assets.settings import PROJECT_ROOT, Settings
+
+
+# dagster-mlflow is marked beta by Dagster; it is the integration the design chose, so say it once, in the docs.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 
 def _settings() -> Settings:

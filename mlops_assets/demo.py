@@ -50,7 +50,6 @@ def run_demo(settings: Settings, echo=print, predictions_per_dataset: int = 3) -
     if not summary.success:
         return summary
 
-    logging.getLogger("dagster").setLevel(logging.WARNING)
     definitions = load_definitions(settings)
     instance = dg.DagsterInstance.get()
     echo("2. Starting the BentoML service (champion from the MLflow registry)...")
@@ -58,7 +57,11 @@ def run_demo(settings: Settings, echo=print, predictions_per_dataset: int = 3) -
         echo(f"   ready at {server.url}\n")
         echo("3. Real HTTP predictions:")
         for config in configs:
-            training_set = definitions.load_asset_value([config.name, "training_set"], instance=instance)
+            logging.disable(logging.INFO)  # the IO manager's debug lines are noise here
+            try:
+                training_set = definitions.load_asset_value([config.name, "training_set"], instance=instance)
+            finally:
+                logging.disable(logging.NOTSET)
             for sample in sample_requests(config, training_set, predictions_per_dataset):
                 body = {"dataset": config.name, "record": sample["record"]}
                 answer = httpx.post(f"{server.url}/predict", json=body, timeout=30).json()

@@ -85,7 +85,10 @@ def log_and_register(
     tags: dict[str, str],
 ) -> RegisteredModel:
     """Log the fitted pipeline in the active run and register it as a new version."""
+    # Integer columns are declared as doubles: a missing value at inference time arrives as NaN,
+    # which an integer schema would refuse. MLflow upcasts integers to doubles on the way in.
     sample = example[config.model_features].head(5)
+    sample = sample.astype({c: "float64" for c in sample.columns if pd.api.types.is_integer_dtype(sample[c])})
     signature = infer_signature(sample, pipeline.predict_proba(sample)[:, 1])
     info = mlflow.sklearn.log_model(
         pipeline,
