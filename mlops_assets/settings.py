@@ -13,7 +13,7 @@ URI and Dagster storage from it: MLflow left to itself follows the current direc
 | ``MLOPS_MLFLOW_EXPERIMENT`` | ``mlops-assets`` | experiment that holds the Dagster runs |
 | ``MLOPS_MLFLOW_UI`` | ``http://127.0.0.1:5000`` | base of the run links shown in Dagster |
 | ``DAGSTER_HOME`` | the project root | folder holding the ``dagster.yaml`` to use |
-| ``MLOPS_DAGSTER_STORAGE`` | ``$MLOPS_HOME/dagster`` | SQLite instance storage named by the root ``dagster.yaml`` |
+| ``MLOPS_DAGSTER_STORAGE`` | always ``$MLOPS_HOME/dagster`` | plumbing: the storage the root ``dagster.yaml`` names (``.env`` sets it for plain ``dagster dev``) |
 | ``BENTOML_HOME`` | ``$MLOPS_HOME/bentoml`` | BentoML's own store (instead of ``~/bentoml``) |
 """
 
@@ -36,6 +36,7 @@ class Settings:
     mlflow_experiment: str
     mlflow_ui: str
     dagster_home: Path
+    dagster_storage: Path
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -49,11 +50,8 @@ class Settings:
             mlflow_experiment=os.environ.get("MLOPS_MLFLOW_EXPERIMENT", "mlops-assets"),
             mlflow_ui=os.environ.get("MLOPS_MLFLOW_UI", "http://127.0.0.1:5000").rstrip("/"),
             dagster_home=Path(os.environ.get("DAGSTER_HOME", PROJECT_ROOT)).expanduser().resolve(),
+            dagster_storage=home / "dagster",
         )
-
-    @property
-    def dagster_storage(self) -> Path:
-        return Path(os.environ.get("MLOPS_DAGSTER_STORAGE", self.home / "dagster"))
 
     @property
     def mlflow_artifacts(self) -> Path:

@@ -1,4 +1,4 @@
-"""`mlops ui` starts `dagster dev` on workspace.yaml, and the UI's GraphQL shows the graph and its history."""
+"""`mlops ui` and a plain `dagster dev` in the project folder load workspace.yaml and the instance under MLOPS_HOME."""
 
 from __future__ import annotations
 
@@ -25,12 +25,21 @@ QUERY = """{
 }"""
 
 
-def test_dagster_ui_loads_the_code_location_and_shows_materialized_assets(in_home):
+def ui_command(how: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """`mlops ui` with the full environment, or a bare `dagster dev` that has only MLOPS_HOME."""
+    if how == "mlops ui":
+        return [str(Path(sys.executable).with_name("mlops")), "ui", "--port", str(port)], os.environ.copy()
+    bare = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "MLOPS_DAGSTER_STORAGE")}
+    return [str(Path(sys.executable).with_name("dagster")), "dev", "-p", str(port)], bare
+
+
+@pytest.mark.parametrize("how", ["mlops ui", "plain dagster dev"])
+def test_dagster_ui_loads_the_code_location_and_shows_materialized_assets(in_home, how):
     settings, summary = in_home
     port = free_port()
+    command, env = ui_command(how, port)
     process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("mlops")), "ui", "--port", str(port)],
-        cwd=PROJECT_ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
