@@ -9,7 +9,7 @@ from mlops_assets.dagster_metadata import png_data_uri
 from mlops_assets.features.training_set import split_summary
 from mlops_assets.governance.model_card import render_model_card
 from mlops_assets.settings import Settings
-from mlops_assets.training.assets import Evaluation
+from mlops_assets.training.evaluation import Evaluation
 from mlops_assets.training.registry import client
 
 GROUP = "governance"

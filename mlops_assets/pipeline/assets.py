@@ -11,7 +11,7 @@ import dagster as dg
 
 from mlops_assets.config import DatasetConfig
 from mlops_assets.settings import Settings
-from mlops_assets.training.assets import Evaluation
+from mlops_assets.training.evaluation import Evaluation
 from mlops_assets.training.registry import CHAMPION, alias_version, set_alias
 
 GROUP = "pipeline"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import (  # noqa: E402
     accuracy_score,
@@ -23,6 +25,11 @@ from sklearn.metrics import (  # noqa: E402
     roc_auc_score,
     roc_curve,
 )
+
+from mlops_assets.config import DatasetConfig  # noqa: E402
+from mlops_assets.features.training_set import binary_target, split_frame  # noqa: E402
+from mlops_assets.settings import Settings  # noqa: E402
+from mlops_assets.training.registry import RegisteredModel, load_version, log_evaluation  # noqa: E402
 
 
 def choose_threshold(y_true: np.ndarray, scores: np.ndarray, rule: float | str) -> float:
@@ -83,3 +90,30 @@ def _png(fig: plt.Figure) -> bytes:
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Holdout result of one registered model version, with its plots on disk."""
+
+    model: RegisteredModel
+    metrics: dict[str, float]
+    plots: dict[str, Path] = field(default_factory=dict)
+
+
+def evaluate_on_test(settings: Settings, config: DatasetConfig, training_set: pd.DataFrame,
+                     model: RegisteredModel) -> Evaluation:
+    """Score the test split with the version loaded back from the registry; plots go under reports/."""
+    test = split_frame(training_set, "test")
+    served = load_version(settings, config, model.version)
+    y_test = binary_target(test, config).to_numpy()
+    scores = served.pipeline.predict_proba(test[config.model_features])[:, 1]
+    metrics = classification_metrics(y_test, scores, model.decision_threshold)
+    plots = evaluation_plots(y_test, scores, f"{config.name} v{model.version}")
+    folder = settings.dataset_reports(config.name) / f"v{model.version}"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"roc": folder / "roc.png", "calibration": folder / "calibration.png"}
+    paths["roc"].write_bytes(plots.roc_png)
+    paths["calibration"].write_bytes(plots.calibration_png)
+    log_evaluation(settings, model.run_id, metrics, list(paths.values()))
+    return Evaluation(model=model, metrics=metrics, plots=paths)
