@@ -1,12 +1,11 @@
-"""Metadata values worth opening in the Dagster UI: tables, schemas, images, links."""
+"""Metadata values worth opening in the Dagster UI: row counts, column schemas, previews."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-
 import dagster as dg
 import pandas as pd
+
+from mlops_assets.markdown import markdown_table
 
 _PANDAS_TO_TYPE = {"i": "integer", "u": "integer", "f": "float", "b": "boolean", "M": "datetime", "O": "string"}
 
@@ -27,31 +26,3 @@ def table_metadata(frame: pd.DataFrame, preview_rows: int = 10) -> dict[str, dg.
         "dagster/column_schema": dg.MetadataValue.table_schema(column_schema(frame)),
         "preview": dg.MetadataValue.md(markdown_table(frame.head(preview_rows))),
     }
-
-
-def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    """A Markdown table without the tabulate dependency."""
-    def cell(value: object) -> str:
-        if isinstance(value, float):
-            return format(value, floatfmt)
-        return str(value).replace("|", "\\|")
-
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *rows])
-
-
-def png_data_uri(png: bytes) -> str:
-    """A PNG as a link that Markdown viewers (the Dagster UI among them) render inline."""
-    return f"data:image/png;base64,{base64.b64encode(png).decode()}"
-
-
-def png_markdown(png: bytes, alt: str) -> str:
-    return f"![{alt}]({png_data_uri(png)})"
-
-
-def frame_fingerprint(frame: pd.DataFrame) -> str:
-    """A content hash of a frame: the same rows and values give the same snapshot id."""
-    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]

@@ -10,7 +10,9 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.config import DatasetConfig
-from mlops_assets.dagster_metadata import frame_fingerprint, markdown_table, table_metadata
+from mlops_assets.dagster_metadata import table_metadata
+from mlops_assets.data.snapshots import frame_fingerprint
+from mlops_assets.markdown import markdown_table
 from mlops_assets.data.schemas import raw_schema
 from mlops_assets.data.sources import load_source
 from mlops_assets.data.validation import ValidationReport, validate

@@ -41,7 +41,8 @@ def feature_table_columns(config: DatasetConfig) -> list[str]:
 
 
 def build_feature_table(raw: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:
-    """One row per entity snapshot, ordered by event time, with every model feature computed."""
-    table = derive_features(raw, config)[feature_table_columns(config)]
-    table = table.sort_values([config.time_column, config.entity_column], kind="stable")
-    return table.reset_index(drop=True)
+    """One row per entity snapshot, in source order, with every model feature computed.
+
+    Ordering by time is the split's job (it sorts once, where the order matters).
+    """
+    return derive_features(raw, config)[feature_table_columns(config)].reset_index(drop=True)

@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.config import DatasetConfig
-from mlops_assets.dagster_metadata import png_data_uri
+from mlops_assets.markdown import png_data_uri
 from mlops_assets.features.training_set import split_summary
 from mlops_assets.governance.model_card import render_model_card
 from mlops_assets.settings import Settings

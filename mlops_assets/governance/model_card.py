@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from mlops_assets.config import DatasetConfig
-from mlops_assets.dagster_metadata import markdown_table
+from mlops_assets.markdown import markdown_table
 
 _METRIC_ORDER = ("roc_auc", "pr_auc", "log_loss", "brier", "accuracy", "precision", "recall", "f1", "threshold")
 

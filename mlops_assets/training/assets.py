@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.config import DatasetConfig
-from mlops_assets.dagster_metadata import markdown_table, png_markdown
+from mlops_assets.markdown import markdown_table, png_markdown
 from mlops_assets.settings import Settings
 from mlops_assets.training.evaluation import Evaluation, evaluate_on_test
 from mlops_assets.training.registry import RegisteredModel, ensure_experiment

@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from mlops_assets.config import DatasetConfig
-from mlops_assets.dagster_metadata import frame_fingerprint
+from mlops_assets.data.snapshots import frame_fingerprint
 from mlops_assets.features.training_set import binary_target, split_frame
 from mlops_assets.training.evaluation import choose_threshold, classification_metrics
 from mlops_assets.training.model_families import build_pipeline
