@@ -18,6 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlops_assets.features.expressions import ExpressionError, expression_columns
+
 ColumnType = Literal["integer", "float", "boolean", "string", "categorical", "datetime"]
 NUMERIC_TYPES = {"integer", "float", "boolean"}
 
@@ -105,7 +107,7 @@ class DatasetConfig(_Strict):
     sensitive_attributes: list[str] = Field(default_factory=list)
     features: list[str]
     derived_features: dict[str, str] = Field(
-        default_factory=dict, description="name -> pandas expression over raw columns (DataFrame.eval)"
+        default_factory=dict, description="name -> arithmetic expression over raw columns"
     )
     model: ModelConfig = Field(default_factory=ModelConfig)
     search_space: dict[str, Any] = Field(default_factory=dict)
@@ -136,6 +138,13 @@ class DatasetConfig(_Strict):
         clash = set(self.derived_features) & declared
         if clash:
             raise ValueError(f"derived_features reuse raw column names: {sorted(clash)}")
+        for name, expression in self.derived_features.items():
+            try:
+                unknown = expression_columns(expression) - declared
+            except ExpressionError as exc:
+                raise ValueError(f"derived feature {name!r}: {exc}") from exc
+            if unknown:
+                raise ValueError(f"derived feature {name!r} reads undeclared columns {sorted(unknown)}")
         target = self.columns[self.target]
         if target.values is not None and len(target.values) != 2:
             raise ValueError(f"target {self.target!r} must be binary: values lists {target.values}")

@@ -83,16 +83,16 @@ def wait_ready(server: RunningServer, timeout: float) -> None:
     raise ServerError(f"the server was not ready within {timeout:.0f} s:\n{server.log_tail()}")
 
 
-def stop(server: RunningServer, timeout: float = 20) -> None:
-    """SIGTERM the server's process group, then SIGKILL what is left."""
-    if server.process.poll() is not None:
+def stop_process_group(process: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM a process started with ``start_new_session=True`` and its children, then SIGKILL what is left."""
+    if process.poll() is not None:
         return
-    os.killpg(server.process.pid, signal.SIGTERM)
+    os.killpg(process.pid, signal.SIGTERM)
     try:
-        server.process.wait(timeout)
+        process.wait(timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(server.process.pid, signal.SIGKILL)
-        server.process.wait(5)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
 
 
 @contextmanager
@@ -114,4 +114,4 @@ def running_server(settings: Settings, configs: list[DatasetConfig], port: int |
         wait_ready(server, timeout)
         yield server
     finally:
-        stop(server)
+        stop_process_group(server.process)

@@ -4,35 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from mlops_assets.settings import PROJECT_ROOT, Settings
-
-_HOME_VARIABLES = ("MLOPS_HOME", "MLOPS_CONFIGS", "MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_EXPERIMENT", "MLOPS_MLFLOW_UI",
-                   "DAGSTER_HOME", "MLOPS_DAGSTER_STORAGE", "BENTOML_HOME", "MLOPS_DAGSTER_PG_URL")
-
-
-@contextmanager
-def platform_home(home: Path, configs: Path, **extra: str) -> Iterator[Settings]:
-    """Point every part of the platform at ``home`` for the duration of the block."""
-    saved = {k: os.environ.get(k) for k in _HOME_VARIABLES}
-    for key in _HOME_VARIABLES:
-        os.environ.pop(key, None)
-    os.environ.update({"MLOPS_HOME": str(home), "MLOPS_CONFIGS": str(configs), **extra})
-    try:
-        settings = Settings.from_env()
-        settings.export()
-        yield settings
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+from mlops_assets.settings import PROJECT_ROOT, use_home
 
 
 def require_service(name: str, reason: str) -> None:
@@ -63,7 +39,7 @@ def materialized_churn(tmp_path_factory: pytest.TempPathFactory, churn_config_di
     from mlops_assets.pipeline.runs import run_main_job
 
     home = tmp_path_factory.mktemp("home")
-    with platform_home(home, churn_config_dir) as settings:
+    with use_home(home, churn_config_dir) as settings:
         summary = run_main_job(settings)
     assert summary.success, summary.table()
     yield settings, summary
@@ -74,5 +50,5 @@ def materialized_churn(tmp_path_factory: pytest.TempPathFactory, churn_config_di
 def in_home(materialized_churn):
     """Re-enter the materialized home's environment for one test."""
     settings, summary = materialized_churn
-    with platform_home(settings.home, settings.configs) as entered:
+    with use_home(settings.home, settings.configs) as entered:
         yield entered, summary

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops_assets.config import load_dataset_config
+from mlops_assets.config import ConfigError, load_dataset_config
 from mlops_assets.data.churn_generator import generate_churn
 from mlops_assets.data.sources import load_source
-from mlops_assets.features.engineering import FeatureError, build_feature_table, derive_features
+from mlops_assets.features.engineering import build_feature_table, derive_features
 from mlops_assets.features.training_set import binary_target, split_frame, split_summary, time_split
 from mlops_assets.settings import PROJECT_ROOT
 from tests.datasets import LOANS_CONFIG, make_loans, write_loans
@@ -27,12 +27,34 @@ def test_derived_features_follow_their_expressions_and_division_by_zero_is_missi
     assert derived["support_calls_per_login"].tolist() == [2.0, 0.1]
 
 
-def test_a_broken_expression_names_the_feature(tmp_path):
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("income / nonexistent", "reads undeclared columns ['nonexistent']"),
+        ("__import__('os').system('true')", "only ['abs', 'exp', 'log', 'log1p', 'maximum', 'minimum', 'sqrt'] may be called"),
+        ("income.real", "uses Attribute"),
+        ("income +", "is not an expression"),
+        ("income * 'x'", "is not a number"),
+    ],
+    ids=["unknown-column", "import", "attribute", "syntax", "string"],
+)
+def test_a_bad_derived_expression_is_refused_when_the_config_loads(tmp_path, expression, message):
     path = tmp_path / "loans.yaml"
-    path.write_text(yaml.safe_dump({**LOANS_CONFIG, "derived_features": {"bad": "income / nonexistent"}}))
-    config = load_dataset_config(path)
-    with pytest.raises(FeatureError, match="derived feature 'bad'"):
-        derive_features(make_loans(10), config)
+    path.write_text(yaml.safe_dump({**LOANS_CONFIG, "derived_features": {"bad": expression}}))
+    with pytest.raises(ConfigError, match="derived feature 'bad'") as error:
+        load_dataset_config(path)
+    assert message in str(error.value)
+
+
+def test_derived_features_agree_with_pandas_eval_and_allow_numpy_functions():
+    rows = generate_churn(200, seed=4)
+    derived = derive_features(rows, CHURN)
+    for name, expression in CHURN.derived_features.items():
+        expected = rows.eval(expression).replace([np.inf, -np.inf], np.nan)
+        np.testing.assert_allclose(derived[name], expected)
+    config = CHURN.model_copy(update={"derived_features": {"log_charges": "log1p(monthly_charges) * (tenure_months > 3)"}})
+    np.testing.assert_allclose(derive_features(rows, config)["log_charges"],
+                               np.log1p(rows["monthly_charges"]) * (rows["tenure_months"] > 3))
 
 
 def test_feature_table_holds_ids_sensitive_attributes_features_and_target():

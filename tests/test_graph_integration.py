@@ -75,6 +75,7 @@ def test_model_is_logged_registered_and_holds_champion_alias(in_home):
         "evaluation/roc.png", "evaluation/calibration.png"}
     info = mlflow.models.get_model_info(f"models:/churn_model/{version.version}")
     assert info.signature is not None and info.saved_input_example_info is not None
+    assert tuple(info.signature.outputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 2)  # predict_proba rows
     # The Dagster run's own MLflow run (dagster-mlflow) is the parent, closed by the job's hook.
     parent = client.get_run(run.data.tags["mlflow.parentRunId"])
     assert parent.info.status == "FINISHED"

@@ -18,7 +18,8 @@ from mlflow.tracking import MlflowClient
 
 from mlops_assets.pipeline.runs import run_main_job
 from mlops_assets.settings import PROJECT_ROOT
-from tests.conftest import platform_home, require_service
+from mlops_assets.settings import use_home
+from tests.conftest import require_service
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +47,7 @@ def scratch_database(prefix: str) -> Iterator[str]:
 
 def test_graph_materializes_on_a_postgres_instance_with_mlflow_on_postgres(tmp_path, churn_config_dir):
     with scratch_database("mlops_dagster") as dagster_url, scratch_database("mlops_mlflow") as mlflow_url:
-        with platform_home(
+        with use_home(
             tmp_path / "home", churn_config_dir,
             DAGSTER_HOME=str(PROJECT_ROOT / "deploy" / "postgres"),
             MLOPS_DAGSTER_PG_URL=dagster_url,

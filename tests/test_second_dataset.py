@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from mlops_assets.pipeline.runs import run_main_job
 from mlops_assets.training.registry import CHAMPION
-from tests.conftest import platform_home
+from mlops_assets.settings import use_home
 from tests.datasets import make_loans, write_loans
 
 pytestmark = pytest.mark.slow
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize("file_format", ["csv", "parquet"])
 def test_a_differently_shaped_file_dataset_runs_the_whole_graph(tmp_path, file_format):
     configs = write_loans(tmp_path / "configs", make_loans(3000), file_format)
-    with platform_home(tmp_path / "home", configs) as settings:
+    with use_home(tmp_path / "home", configs) as settings:
         summary = run_main_job(settings)
         assert summary.success, summary.table()
         assert all(o.materialized for o in summary.outcomes), summary.table()
@@ -40,7 +40,7 @@ def test_bad_raw_rows_fail_the_blocking_check_naming_rows_and_columns_and_nothin
     frame.loc[7, "employment_type"] = "astronaut"
     frame.loc[11, "debt_ratio"] = 1.7
     configs = write_loans(tmp_path / "configs", frame)
-    with platform_home(tmp_path / "home", configs) as settings:
+    with use_home(tmp_path / "home", configs) as settings:
         summary = run_main_job(settings)
         assert not summary.success
         assert not any(o.materialized for o in summary.outcomes), summary.table()

@@ -11,6 +11,7 @@ from mlops_assets.config import load_dataset_configs
 from mlops_assets.demo import sample_requests
 from mlops_assets.pipeline.runs import load_definitions
 from mlops_assets.serving import ServerError, running_server
+from mlops_assets.settings import use_home
 from mlops_assets.training.registry import load_champion
 
 pytestmark = pytest.mark.slow
@@ -18,10 +19,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server(materialized_churn):
-    from tests.conftest import platform_home
-
     settings, _ = materialized_churn
-    with platform_home(settings.home, settings.configs) as entered:
+    with use_home(settings.home, settings.configs) as entered:
         config = load_dataset_configs(entered.configs)[0]
         training_set = load_definitions(entered).load_asset_value(["churn", "training_set"], instance=dg.DagsterInstance.get())
         with running_server(entered, [config]) as running:
@@ -118,9 +117,7 @@ def test_health_readiness_and_metrics_endpoints_answer(server):
 
 
 def test_serving_without_a_champion_fails_fast_with_a_message(tmp_path, churn_config_dir):
-    from tests.conftest import platform_home
-
-    with platform_home(tmp_path / "empty-home", churn_config_dir) as settings:
+    with use_home(tmp_path / "empty-home", churn_config_dir) as settings:
         config = load_dataset_configs(settings.configs)[0]
         with pytest.raises(ServerError, match="no dataset .*churn.* has a 'champion' model"):
             with running_server(settings, [config]):

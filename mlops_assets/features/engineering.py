@@ -1,6 +1,6 @@
 """From validated raw rows to the feature table the model and the monitors read.
 
-Derived features are pandas expressions in the dataset config, evaluated by
+Derived features are arithmetic expressions in the dataset config, evaluated by
 :func:`derive_features`; training and serving both call it, so a feature is computed
 the same way wherever it is used.
 """
@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.config import DatasetConfig
+from mlops_assets.features.expressions import evaluate, expression_columns
 
 
 class FeatureError(ValueError):
-    """A derived feature that cannot be computed from the columns given."""
+    """A derived feature that cannot be computed from the frame given (a column missing or not numeric)."""
 
 
 def derive_features(frame: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:
@@ -22,12 +23,14 @@ def derive_features(frame: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:
     out = frame.copy()
     for name, expression in config.derived_features.items():
         try:
-            values = out.eval(expression, engine="python")
-        except Exception as exc:  # pandas raises many types here; all mean "bad expression"
+            inputs = {c: out[c].to_numpy(dtype=float, na_value=np.nan) for c in expression_columns(expression)}
+            values = evaluate(expression, inputs)
+        except (KeyError, TypeError, ValueError) as exc:
             raise FeatureError(
                 f"dataset {config.name!r}: derived feature {name!r} = {expression!r} failed: {exc}"
             ) from exc
-        out[name] = pd.to_numeric(values, errors="coerce").astype(float).replace([np.inf, -np.inf], np.nan)
+        values[np.isinf(values)] = np.nan
+        out[name] = values
     return out
 
 

@@ -89,7 +89,8 @@ def log_and_register(
     # which an integer schema would refuse. MLflow upcasts integers to doubles on the way in.
     sample = example[config.model_features].head(5)
     sample = sample.astype({c: "float64" for c in sample.columns if pd.api.types.is_integer_dtype(sample[c])})
-    signature = infer_signature(sample, pipeline.predict_proba(sample)[:, 1])
+    # The pyfunc serves predict_proba (below), so the signature describes its [p(0), p(1)] rows.
+    signature = infer_signature(sample, pipeline.predict_proba(sample))
     info = mlflow.sklearn.log_model(
         pipeline,
         name="model",
