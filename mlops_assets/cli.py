@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 import dagster as dg
 
+from mlops_assets.errors import PlatformError
 from mlops_assets.settings import PROJECT_ROOT, Settings
-
 
 # dagster-mlflow is marked beta by Dagster; it is the integration the design chose, so say it once, in the docs.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -42,7 +42,17 @@ def _tool(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Errors the platform raises on purpose end the command with their message, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PlatformError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """mlops-assets: one Dagster lineage graph for the ML lifecycle, served by BentoML.
 
@@ -58,7 +68,7 @@ def demo() -> None:
 
     summary = run_demo(_settings(), echo=click.echo)
     if not summary.success:
-        raise click.ClickException(f"the main job failed (run {summary.run_id}); see `mlops ui` for the logs")
+        raise click.ClickException(f"the main job failed (run {summary.run_id}); `mlops ui` shows its logs")
 
 
 @main.command()
@@ -69,7 +79,7 @@ def materialize() -> None:
     summary = run_main_job(_settings())
     click.echo(summary.table())
     if not summary.success:
-        raise click.ClickException(f"run {summary.run_id} failed; see `mlops ui` for the logs")
+        raise click.ClickException(f"run {summary.run_id} failed; `mlops ui` shows its logs")
     click.echo(f"run {summary.run_id}: success")
 
 
@@ -80,13 +90,10 @@ def materialize() -> None:
 def serve(host: str, port: int, workers: int) -> None:
     """Serve each dataset's champion model over HTTP (BentoML) until Ctrl-C."""
     from mlops_assets.config import load_dataset_configs
-    from mlops_assets.serving import ServerError, check_servable, serve_command
+    from mlops_assets.serving import check_servable, serve_command
 
     settings = _settings()
-    try:
-        served = check_servable(settings, load_dataset_configs(settings.configs))
-    except ServerError as exc:
-        raise click.ClickException(str(exc)) from exc
+    served = check_servable(settings, load_dataset_configs(settings.configs))
     click.echo(f"serving {', '.join(served)} on http://{host}:{port} (POST /predict, /predict_batch; docs at /)")
     _exec(serve_command(host, port, workers), settings)
 

@@ -16,8 +16,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from mlops_assets.errors import PlatformError
 from mlops_assets.features.expressions import ExpressionError, expression_columns
 
 ColumnType = Literal["integer", "float", "boolean", "string", "categorical", "datetime"]
@@ -28,7 +36,7 @@ ROW_ID_COLUMN = "row_id"
 LOAD_TIME_COLUMN = "load_time"
 
 
-class ConfigError(ValueError):
+class ConfigError(PlatformError, ValueError):
     """A dataset config that cannot be used, with the file and field named."""
 
 

@@ -21,13 +21,14 @@ from pathlib import Path
 import httpx
 
 from mlops_assets.config import DatasetConfig
+from mlops_assets.errors import PlatformError
 from mlops_assets.settings import PROJECT_ROOT, Settings
 from mlops_assets.training.registry import CHAMPION, alias_version
 
 SERVICE = "bento.service:MLOpsPredictor"
 
 
-class ServerError(RuntimeError):
+class ServerError(PlatformError, RuntimeError):
     """The server could not start, or a dataset it should serve has no champion."""
 
 

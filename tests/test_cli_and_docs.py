@@ -44,3 +44,28 @@ def test_docs_site_builds_with_strict(tmp_path):
     result = run(mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site"), cwd=PROJECT_ROOT, env=env)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "site" / "index.html").exists()
+
+
+def test_a_bad_config_ends_the_command_with_its_message_not_a_traceback(tmp_path):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "broken.yaml").write_text("name: Broken Name\n")
+    env = {"PATH": "/usr/bin:/bin", "MLOPS_HOME": str(tmp_path / "home"), "MLOPS_CONFIGS": str(tmp_path / "configs")}
+    result = run(MLOPS, "materialize", env=env)
+    assert result.returncode == 1
+    assert "broken.yaml" in result.stderr and "must be lowercase" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_materialize_on_bad_rows_prints_the_failing_check_with_the_rows(tmp_path):
+    from tests.datasets import make_loans, write_loans
+
+    frame = make_loans(300)
+    frame.loc[4, "income"] = -1.0
+    configs = write_loans(tmp_path / "configs", frame)
+    env = {"PATH": "/usr/bin:/bin", "MLOPS_HOME": str(tmp_path / "home"), "MLOPS_CONFIGS": str(configs)}
+    result = run(MLOPS, "materialize", env=env)
+    assert result.returncode == 1
+    assert "check loans/raw_rows:raw_schema failed: 1 of 300 rows invalid in columns ['income']" in result.stdout
+    assert "rows: 4" in result.stdout
+    assert "step loans__raw_rows failed: loans: raw rows rejected, nothing written." in result.stdout
+    assert "Traceback" not in result.stderr

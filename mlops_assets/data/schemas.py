@@ -12,7 +12,12 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from mlops_assets.config import LOAD_TIME_COLUMN, ROW_ID_COLUMN, ColumnSpec, DatasetConfig
+from mlops_assets.config import (
+    LOAD_TIME_COLUMN,
+    ROW_ID_COLUMN,
+    ColumnSpec,
+    DatasetConfig,
+)
 
 _DTYPES: dict[tuple[str, bool], Any] = {
     ("integer", False): int,

@@ -13,9 +13,10 @@ import pandas as pd
 
 from mlops_assets.config import LOAD_TIME_COLUMN, ROW_ID_COLUMN, DatasetConfig
 from mlops_assets.data.churn_generator import generate_churn
+from mlops_assets.errors import PlatformError
 
 
-class SourceError(RuntimeError):
+class SourceError(PlatformError, RuntimeError):
     """The configured source cannot be read."""
 
 

@@ -13,10 +13,12 @@ import pandas as pd
 import pandera.errors
 import pandera.pandas as pa
 
+from mlops_assets.errors import PlatformError
+
 MAX_LISTED = 20
 
 
-class DataValidationError(ValueError):
+class DataValidationError(PlatformError, ValueError):
     """Rows that failed their schema; the message names them."""
 
     def __init__(self, report: ValidationReport, what: str):

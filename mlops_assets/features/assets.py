@@ -11,14 +11,14 @@ import pandas as pd
 
 from mlops_assets.config import DatasetConfig
 from mlops_assets.dagster_metadata import table_metadata
-from mlops_assets.data.snapshots import frame_fingerprint
-from mlops_assets.markdown import markdown_table
 from mlops_assets.data.schemas import raw_schema
+from mlops_assets.data.snapshots import frame_fingerprint
 from mlops_assets.data.sources import load_source
 from mlops_assets.data.validation import ValidationReport, validate
 from mlops_assets.features.engineering import build_feature_table
 from mlops_assets.features.schemas import feature_schema
 from mlops_assets.features.training_set import split_summary, time_split
+from mlops_assets.markdown import markdown_table
 
 GROUP = "features"
 

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.config import DatasetConfig
+from mlops_assets.errors import PlatformError
 from mlops_assets.features.expressions import evaluate, expression_columns
 
 
-class FeatureError(ValueError):
+class FeatureError(PlatformError, ValueError):
     """A derived feature that cannot be computed from the frame given (a column missing or not numeric)."""
 
 

@@ -14,6 +14,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from mlops_assets.errors import PlatformError
+
 FUNCTIONS = {"log": np.log, "log1p": np.log1p, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs,
              "minimum": np.minimum, "maximum": np.maximum}
 _ALLOWED = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare, ast.Name, ast.Load, ast.Constant, ast.Call,
@@ -21,7 +23,7 @@ _ALLOWED = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare, ast.Name, ast.L
             ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Eq, ast.NotEq)
 
 
-class ExpressionError(ValueError):
+class ExpressionError(PlatformError, ValueError):
     """An expression that is not plain arithmetic over known columns."""
 
 

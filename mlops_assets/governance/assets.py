@@ -5,9 +5,9 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.config import DatasetConfig
-from mlops_assets.markdown import png_data_uri
 from mlops_assets.features.training_set import split_summary
 from mlops_assets.governance.model_card import render_model_card
+from mlops_assets.markdown import png_data_uri
 from mlops_assets.settings import Settings
 from mlops_assets.training.evaluation import Evaluation
 from mlops_assets.training.registry import client

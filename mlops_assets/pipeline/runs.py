@@ -34,13 +34,21 @@ class RunSummary:
     success: bool
     outcomes: list[StepOutcome]
     check_evaluations: list[dg.AssetCheckEvaluation]
+    step_failures: dict[str, str]
 
     def table(self) -> str:
+        """One line per asset, then what failed and why: enough to act on without opening the UI."""
         lines = []
         for outcome in self.outcomes:
             checks = ", ".join(f"{name} {'passed' if ok else 'FAILED'}" for name, ok in outcome.checks.items())
             state = "materialized" if outcome.materialized else "not materialized"
             lines.append(f"  {outcome.asset:<28} {state}{'  [' + checks + ']' if checks else ''}")
+        for evaluation in self.check_evaluations:
+            if not evaluation.passed:
+                lines.append(f"  check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} failed: "
+                             f"{evaluation.description}")
+        for step, message in self.step_failures.items():
+            lines.append(f"  step {step} failed: {message}")
         return "\n".join(lines)
 
 
@@ -58,4 +66,9 @@ def run_main_job(settings: Settings, instance: dg.DagsterInstance | None = None,
         checks.setdefault(evaluation.asset_key, {})[evaluation.check_name] = evaluation.passed
     keys = sorted(definitions.resolve_asset_graph().get_all_asset_keys(), key=lambda k: k.to_user_string())
     outcomes = [StepOutcome(k.to_user_string(), k in materialized, checks.get(k, {})) for k in keys]
-    return RunSummary(result.run_id, result.success, outcomes, evaluations)
+    failures = {
+        event.step_key: (event.step_failure_data.user_failure_data.description
+                         if event.step_failure_data.user_failure_data else event.step_failure_data.error.message.strip())
+        for event in result.get_step_failure_events()
+    }
+    return RunSummary(result.run_id, result.success, outcomes, evaluations, failures)

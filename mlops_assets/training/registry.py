@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
 from mlops_assets.config import DatasetConfig
+from mlops_assets.errors import PlatformError
 from mlops_assets.features.engineering import derive_features
 from mlops_assets.settings import PROJECT_ROOT, Settings
 from mlops_assets.training.model_families import FAMILIES
@@ -34,7 +35,7 @@ PREVIOUS = "previous"
 _MODEL_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "scipy", "skops")
 
 
-class NoChampionError(LookupError):
+class NoChampionError(PlatformError, LookupError):
     """A dataset has no model version holding the champion alias."""
 
 
