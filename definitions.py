@@ -31,6 +31,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         jobs=[main_job],
+        # Also for "Materialize" in the UI: one process for all steps (see pipeline/jobs.py).
+        executor=dg.in_process_executor,
         resources={
             "mlflow": mlflow_resource(settings),
             "io_manager": dg.FilesystemIOManager(base_dir=str(settings.asset_storage)),

@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlops_assets.pipeline.runs import run_main_job
+from mlops_assets.pipeline.runs import load_definitions, run_main_job
 from mlops_assets.training.registry import CHAMPION
 from mlops_assets.settings import use_home
 from tests.datasets import make_loans, write_loans
@@ -54,3 +54,21 @@ def test_bad_raw_rows_fail_the_blocking_check_naming_rows_and_columns_and_nothin
         # Nothing was written: no later run can read the bad rows.
         assert dg.DagsterInstance.get().get_latest_materialization_event(dg.AssetKey(["loans", "raw_rows"])) is None
         assert not (settings.asset_storage / "loans" / "raw_rows").exists()
+
+
+@pytest.mark.parametrize("bad_rows", [False, True], ids=["success", "failed-step"])
+def test_materializing_from_the_ui_without_the_main_job_still_closes_the_mlflow_run(tmp_path, bad_rows):
+    """ "Materialize all" in the UI runs Dagster's implicit asset job, which carries no MLflow hook."""
+    frame = make_loans(1500)
+    if bad_rows:
+        frame.loc[0, "income"] = -1.0
+    configs = write_loans(tmp_path / "configs", frame)
+    with use_home(tmp_path / "home", configs) as settings:
+        implicit = load_definitions(settings).resolve_implicit_global_asset_job_def()
+        assert not implicit.hook_defs
+        result = implicit.execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=False)
+        assert result.success is not bad_rows
+        client = MlflowClient(settings.mlflow_tracking_uri)
+        runs = client.search_runs([client.get_experiment_by_name(settings.mlflow_experiment).experiment_id])
+        expected = {"__ASSET_JOB": "FAILED"} if bad_rows else {"__ASSET_JOB": "FINISHED", "loans-train": "FINISHED"}
+        assert {r.info.run_name: r.info.status for r in runs} == expected

@@ -1,15 +1,23 @@
-"""The MLflow resource: dagster-mlflow's run-per-Dagster-run, opened in our experiment.
+"""The MLflow resource: dagster-mlflow's run-per-Dagster-run, opened in our experiment, always closed.
 
 dagster-mlflow's ``mlflow_tracking`` calls ``mlflow.set_experiment``, which would create
 the experiment with its artifacts under ``./mlruns`` of whatever directory the process
 runs in. This resource first creates the experiment with its artifacts under
-``MLOPS_HOME`` and then hands over to dagster-mlflow unchanged. Jobs that use it must
-carry the ``end_mlflow_on_run_finished`` hook, or the MLflow run stays RUNNING.
+``MLOPS_HOME``, then hands over to dagster-mlflow's ``MlFlow`` unchanged.
+
+dagster-mlflow closes its run only through the ``end_mlflow_on_run_finished`` hook,
+which ``mlops_main`` carries; but "Materialize" in the UI runs Dagster's implicit asset
+job, which carries no hook, and the MLflow run would stay RUNNING forever. So when the
+resource is torn down (the end of the run, with the in-process executor) it closes a
+run still open: FAILED if a step failed, FINISHED otherwise.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import dagster as dg
+import mlflow
 from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
 
 from mlops_assets.settings import Settings
@@ -17,10 +25,20 @@ from mlops_assets.training.registry import ensure_experiment
 
 
 @dg.resource(config_schema=CONFIG_SCHEMA, description="MLflow run for this Dagster run (dagster-mlflow).")
-def mlflow_tracking_in_home(context: dg.InitResourceContext) -> MlFlow:
+def mlflow_tracking_in_home(context: dg.InitResourceContext) -> Iterator[MlFlow]:
     settings = Settings.from_env()
     ensure_experiment(settings)
-    return MlFlow(context)
+    tracking = MlFlow(context)
+    run_id = mlflow.active_run().info.run_id  # MlFlow leaves its mlflow_run_id None for a new run
+    try:
+        yield tracking
+    finally:
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run_id:
+            failed = context.instance is not None and bool(
+                context.instance.all_logs(context.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+            )
+            mlflow.end_run(status="FAILED" if failed else "FINISHED")
 
 
 def mlflow_resource(settings: Settings) -> dg.ResourceDefinition:
