@@ -203,7 +203,7 @@ def measure_plain() -> dict:
 
     fitted = fit_model(training_set, config)
     tags = lineage_tags(training_set, config, fitted)
-    registered = log_training_run(fitted, config, training_set, tags)
+    registered = log_training_run(settings, fitted, config, training_set, tags)
     lap("model")
 
     # Same function as the asset: it loads the version back from the registry rather than reusing `fitted`.

@@ -31,3 +31,19 @@ def test_first_evaluated_version_becomes_champion_and_an_existing_one_is_kept():
     assert (first.champion_version, first.promoted) == ("1", True)
     later = decide_champion("1", "2")
     assert (later.champion_version, later.candidate_version, later.promoted) == ("1", "2", False)
+
+
+def test_an_unreachable_registry_is_an_error_not_a_missing_champion(monkeypatch):
+    from dataclasses import replace
+
+    import pytest
+    from mlflow.exceptions import MlflowException
+
+    from mlops_assets.settings import Settings
+    from mlops_assets.training.registry import CHAMPION, alias_version
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    closed_port = replace(Settings.from_env(), mlflow_tracking_uri="http://127.0.0.1:9")
+    with pytest.raises(MlflowException, match="127.0.0.1"):
+        alias_version(closed_port, CHURN, CHAMPION)

@@ -39,7 +39,7 @@ def build_training_assets(config: DatasetConfig, settings: Settings) -> list[dg.
         tags = lineage_tags(training_set, config, fitted)
         # dagster_run_id goes on the version only: dagster-mlflow finds the Dagster run's MLflow run
         # by that tag in every step, and would resume this nested run if it carried it.
-        registered = log_training_run(fitted, config, training_set, tags, {"dagster_run_id": context.run_id})
+        registered = log_training_run(settings, fitted, config, training_set, tags, {"dagster_run_id": context.run_id})
         context.log.info(f"registered {registered.name} version {registered.version} (run {registered.run_id})")
         return dg.Output(
             registered,

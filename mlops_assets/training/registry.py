@@ -80,6 +80,7 @@ class RegisteredModel:
 
 
 def log_and_register(
+    settings: Settings,
     pipeline: Pipeline,
     config: DatasetConfig,
     example: pd.DataFrame,
@@ -103,7 +104,7 @@ def log_and_register(
         pyfunc_predict_fn="predict_proba",
     )
     version = str(info.registered_model_version)
-    tracking = MlflowClient()
+    tracking = client(settings)
     for key, value in tags.items():
         tracking.set_model_version_tag(config.registered_model_name, version, key, str(value))
     run_id = mlflow.active_run().info.run_id
@@ -118,11 +119,16 @@ def log_and_register(
 
 
 def alias_version(settings: Settings, config: DatasetConfig, alias: str) -> str | None:
-    """The version holding ``alias``, or None."""
+    """The version holding ``alias``, or None when the model or the alias does not exist.
+
+    Any other registry error propagates: "registry unreachable" must never read as "no champion".
+    """
     try:
         return str(client(settings).get_model_version_by_alias(config.registered_model_name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
 
 
 def set_alias(settings: Settings, config: DatasetConfig, alias: str, version: str) -> None:

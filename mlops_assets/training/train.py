@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 from mlops_assets.config import DatasetConfig
 from mlops_assets.data.snapshots import frame_fingerprint
 from mlops_assets.features.training_set import binary_target, split_frame
+from mlops_assets.settings import Settings
 from mlops_assets.training.evaluation import choose_threshold, classification_metrics
 from mlops_assets.training.model_families import build_pipeline
 from mlops_assets.training.registry import RegisteredModel, git_commit, log_and_register
@@ -59,8 +60,8 @@ def lineage_tags(training_set: pd.DataFrame, config: DatasetConfig, fitted: Fitt
 
 
 def log_training_run(
-    fitted: FittedModel, config: DatasetConfig, training_set: pd.DataFrame, tags: dict[str, str],
-    version_tags: dict[str, str] | None = None,
+    settings: Settings, fitted: FittedModel, config: DatasetConfig, training_set: pd.DataFrame,
+    tags: dict[str, str], version_tags: dict[str, str] | None = None,
 ) -> RegisteredModel:
     """A nested MLflow run (under the active one) with params and validation metrics, and a new version.
 
@@ -70,5 +71,5 @@ def log_training_run(
         mlflow.log_params({"model_family": config.model.family, "features": len(config.model_features),
                            "train_rows": fitted.train_rows, **config.model.params})
         mlflow.log_metrics({f"validation_{k}": v for k, v in fitted.validation_metrics.items()})
-        return log_and_register(fitted.pipeline, config, split_frame(training_set, "train"),
+        return log_and_register(settings, fitted.pipeline, config, split_frame(training_set, "train"),
                                 {**tags, **(version_tags or {})})
