@@ -14,7 +14,7 @@ import uuid  # noqa: E402
 
 import bentoml  # noqa: E402
 import pandas as pd  # noqa: E402
-from bentoml.exceptions import ServiceUnavailable  # noqa: E402
+from bentoml.exceptions import NotFound  # noqa: E402
 
 from bento.schemas import BatchPrediction, Prediction, ScoredRecord, request_types  # noqa: E402
 from mlops_assets.config import load_dataset_configs  # noqa: E402
@@ -44,8 +44,10 @@ class MLOpsPredictor:
                 self.missing[config.name] = str(exc)
 
     def _model(self, dataset: str) -> ServedModel:
+        # 404, not 503: BentoML replaces every 5xx message with a generic one, and the client
+        # needs to read that this dataset has no deployed model yet.
         if dataset not in self.served:
-            raise ServiceUnavailable(self.missing.get(dataset, f"dataset {dataset!r} is not served"))
+            raise NotFound(self.missing.get(dataset, f"dataset {dataset!r} is not served"))
         return self.served[dataset]
 
     def _score(self, dataset: str, records: list[dict]) -> tuple[ServedModel, list[ScoredRecord]]:

@@ -16,6 +16,11 @@ from mlops_assets.training.registry import load_champion
 
 pytestmark = pytest.mark.slow
 
+CHURN_RECORD = {"tenure_months": 5, "monthly_charges": 58.59, "total_charges": 281.36, "data_usage_gb": 13.4,
+                "avg_session_minutes": 14.4, "logins_last_30d": 14, "support_calls_90d": 2, "late_payments_12m": 1,
+                "has_autopay": False, "contract_type": "month_to_month", "payment_method": "mailed_check",
+                "region": "north"}
+
 
 @pytest.fixture(scope="module")
 def server(materialized_churn):
@@ -122,3 +127,26 @@ def test_serving_without_a_champion_fails_fast_with_a_message(tmp_path, churn_co
         with pytest.raises(ServerError, match="no dataset .*churn.* has a 'champion' model"):
             with running_server(settings, [config]):
                 pass
+
+
+def test_a_dataset_without_a_champion_is_listed_and_answered_404_while_others_serve(materialized_churn, tmp_path):
+    import shutil
+
+    from tests.datasets import LOANS_CONFIG, make_loans, write_loans
+
+    settings, _ = materialized_churn
+    configs = write_loans(tmp_path / "configs", make_loans(50))
+    shutil.copy(settings.configs / "churn.yaml", configs / "churn.yaml")
+    with use_home(settings.home, configs) as entered:
+        with running_server(entered, load_dataset_configs(entered.configs)) as running:
+            served = httpx.post(f"{running.url}/models", json={}, timeout=30).json()
+            assert list(served["served"]) == ["churn"]
+            assert "materialize" in served["not_served"]["loans"]
+            record = {"income": 52000.0, "debt_ratio": 0.3, "years_employed": 4,
+                      "employment_type": "salaried", "purpose": "car"}
+            assert set(record) == set(LOANS_CONFIG["features"])
+            answer = httpx.post(f"{running.url}/predict", json={"dataset": "loans", "record": record}, timeout=30)
+            assert answer.status_code == 404
+            assert "'loans' has no 'champion' model" in answer.text
+            churn = httpx.post(f"{running.url}/predict", json={"dataset": "churn", "record": CHURN_RECORD}, timeout=30)
+            assert churn.status_code == 200
