@@ -231,7 +231,7 @@ def mlflow_command(port: int) -> list[str]:
 @contextmanager
 def mlflow_server(settings, plan: Plan) -> Iterator[str]:
     """`mlflow models serve` of the champion, ready for the block and stopped (its whole group) afterwards."""
-    from mlops_assets.serving import free_port, stop_process_group
+    from mlops_assets.serving import RunningServer, free_port, stop_process_group, wait_ready
 
     port = free_port()
     log_path = settings.home / "logs" / f"mlflow-serve-{port}.log"
@@ -242,25 +242,10 @@ def mlflow_server(settings, plan: Plan) -> Iterator[str]:
     with log_path.open("w") as log:
         process = subprocess.Popen(mlflow_command(port), cwd=settings.home, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def tail() -> str:
-        return "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
-
+    server = RunningServer(f"http://127.0.0.1:{port}", process, log_path)
     try:
-        deadline = time.monotonic() + plan.server_start_timeout_s
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"mlflow models serve exited with {process.returncode}:\n{tail()}")
-            try:
-                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow models serve not ready in {plan.server_start_timeout_s:.0f} s:\n{tail()}")
-            time.sleep(0.3)
-        yield url
+        wait_ready(server, plan.server_start_timeout_s, probe="/ping")
+        yield server.url
     finally:
         stop_process_group(process)
 

@@ -70,13 +70,14 @@ class RunningServer:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def wait_ready(server: RunningServer, timeout: float) -> None:
+def wait_ready(server: RunningServer, timeout: float, probe: str = "/readyz") -> None:
+    """Until ``probe`` answers 200; a server that exits or stays unready is an error with its log's tail."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise ServerError(f"the server exited with code {server.process.returncode}:\n{server.log_tail()}")
         try:
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{server.url}{probe}", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
