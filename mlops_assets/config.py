@@ -27,6 +27,7 @@ from pydantic import (
 
 from mlops_assets.errors import PlatformError
 from mlops_assets.features.expressions import ExpressionError, expression_columns
+from mlops_assets.monitoring.drift import check_method
 
 ColumnType = Literal["integer", "float", "boolean", "string", "categorical", "datetime"]
 NUMERIC_TYPES = {"integer", "float", "boolean"}
@@ -101,6 +102,12 @@ class DriftConfig(_Strict):
     numeric_method: str = "wasserstein"
     categorical_method: str = "jensenshannon"
     threshold: float = Field(default=0.1, gt=0)
+
+    @model_validator(mode="after")
+    def _known_methods(self) -> DriftConfig:
+        check_method(self.numeric_method, "numeric")
+        check_method(self.categorical_method, "categorical")
+        return self
 
 
 class DatasetConfig(_Strict):

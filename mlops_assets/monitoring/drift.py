@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
-from evidently import DataDefinition, Dataset, Report
-from evidently.metrics import ValueDrift
 
 Kind = Literal["numeric", "categorical"]
 
@@ -106,7 +104,8 @@ class DriftResult:
         return "\n".join(lines)
 
 
-def _check_method(method: str, kind: Kind) -> None:
+def check_method(method: str, kind: Kind) -> None:
+    """ValueError naming the supported methods when ``method`` cannot judge ``kind`` columns."""
     supported = sorted(name for name, m in METHODS.items() if kind in m.kinds)
     if method not in supported:
         raise ValueError(f"unknown {kind} drift method {method!r}; supported: {', '.join(supported)}")
@@ -149,9 +148,13 @@ def compute_drift(
         if missing:
             raise ValueError(f"{name} frame is missing columns: {', '.join(missing)}")
     if numeric_columns:
-        _check_method(numeric_method, "numeric")
+        check_method(numeric_method, "numeric")
     if categorical_columns:
-        _check_method(categorical_method, "categorical")
+        check_method(categorical_method, "categorical")
+
+    # Imported here: Evidently takes ~5 s to import, and METHODS is read when a config loads.
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
 
     definition = DataDefinition(numerical_columns=numeric_columns, categorical_columns=categorical_columns)
     ref_ds = Dataset.from_pandas(_prepare(reference, numeric_columns, categorical_columns), data_definition=definition)
