@@ -28,8 +28,6 @@ from mlops_assets.settings import PROJECT_ROOT, Settings
 from mlops_assets.training.model_families import FAMILIES
 
 CHAMPION = "champion"
-CHALLENGER = "challenger"
-PREVIOUS = "previous"
 
 # Passing requirements explicitly saves ~2.4 s of inference per log_model call.
 _MODEL_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "scipy", "skops")
@@ -71,11 +69,9 @@ def git_commit() -> str:
 class RegisteredModel:
     """What the model asset hands downstream: where the version lives, not the object."""
 
-    dataset: str
     name: str
     version: str
     run_id: str
-    model_uri: str
     decision_threshold: float
 
 
@@ -109,11 +105,9 @@ def log_and_register(
         tracking.set_model_version_tag(config.registered_model_name, version, key, str(value))
     run_id = mlflow.active_run().info.run_id
     return RegisteredModel(
-        dataset=config.name,
         name=config.registered_model_name,
         version=version,
         run_id=run_id,
-        model_uri=f"models:/{config.registered_model_name}/{version}",
         decision_threshold=float(tags["decision_threshold"]),
     )
 
