@@ -26,15 +26,20 @@ def _settings() -> Settings:
 
 
 def _exec(command: list[str], settings: Settings) -> None:
-    """Run a long-lived tool in the foreground; Ctrl-C stops it."""
+    """Run a long-lived tool in the foreground until it ends.
+
+    Ctrl-C reaches the tool directly (same process group). A SIGTERM or SIGHUP sent to
+    this command alone (a supervisor, `kill`) is passed on, so the tool never outlives it.
+    """
     env = {**os.environ, **settings.environ()}
     # A child started from a script may inherit an ignored SIGINT (dagster dev then ignores SIGTERM too).
     process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for passed_on in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(passed_on, lambda signum, _frame: process.send_signal(signum))
     try:
         sys.exit(process.wait())
     except KeyboardInterrupt:
-        process.send_signal(signal.SIGINT)
         sys.exit(process.wait())
 
 

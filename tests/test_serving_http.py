@@ -150,3 +150,47 @@ def test_a_dataset_without_a_champion_is_listed_and_answered_404_while_others_se
             assert "'loans' has no 'champion' model" in answer.text
             churn = httpx.post(f"{running.url}/predict", json={"dataset": "churn", "record": CHURN_RECORD}, timeout=30)
             assert churn.status_code == 200
+
+
+def test_mlops_serve_stops_its_server_when_it_is_terminated(materialized_churn):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from mlops_assets.serving import free_port
+
+    settings, _ = materialized_churn
+    port = free_port()
+    with use_home(settings.home, settings.configs):
+        process = subprocess.Popen([str(Path(sys.executable).with_name("mlops")), "serve", "--port", str(port)],
+                                   env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        assert httpx.post(f"{url}/predict", json={"dataset": "churn", "record": CHURN_RECORD}, timeout=10).status_code == 200
+        process.send_signal(signal.SIGTERM)  # to `mlops serve` only, not its process group
+        process.wait(30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{url}/livez", timeout=1)
+                time.sleep(0.5)
+            except httpx.TransportError:
+                break
+        else:
+            pytest.fail("the BentoML server outlived `mlops serve`")
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # whatever is left of the group
+        except ProcessLookupError:
+            pass
