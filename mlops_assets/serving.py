@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 from mlops_assets.config import DatasetConfig
 from mlops_assets.errors import PlatformError
@@ -86,15 +87,24 @@ def wait_ready(server: RunningServer, timeout: float, probe: str = "/readyz") ->
 
 
 def stop_process_group(process: subprocess.Popen, timeout: float = 20) -> None:
-    """SIGTERM a process started with ``start_new_session=True`` and its children, then SIGKILL what is left."""
+    """SIGTERM a process started with ``start_new_session=True`` and its children, then SIGKILL what is left.
+
+    BentoML starts its workers in sessions of their own, out of reach of the group signal:
+    they stop when their arbiter does, but a SIGKILLed arbiter would orphan them, so
+    whatever descendant is still alive at the end is killed by pid.
+    """
     if process.poll() is not None:
         return
+    descendants = psutil.Process(process.pid).children(recursive=True)
     os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(5)
+    _, alive = psutil.wait_procs(descendants, timeout=5)
+    for leftover in alive:
+        leftover.kill()
 
 
 @contextmanager
