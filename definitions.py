@@ -31,7 +31,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         jobs=[main_job],
-        # Also for "Materialize" in the UI: one process for all steps (see pipeline/jobs.py).
+        # Every job, the UI's implicit asset job too, runs all steps in one process: with the multiprocess
+        # default each step re-imported Dagster, MLflow, Evidently and scikit-learn (~8 s each), and the
+        # churn graph took 81 s instead of 15 s.
         executor=dg.in_process_executor,
         resources={
             "mlflow": mlflow_resource(settings),

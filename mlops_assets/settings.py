@@ -42,7 +42,6 @@ class Settings:
     mlflow_experiment: str
     mlflow_ui: str
     dagster_home: Path
-    dagster_storage: Path
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -56,8 +55,11 @@ class Settings:
             mlflow_experiment=os.environ.get("MLOPS_MLFLOW_EXPERIMENT", "mlops-assets"),
             mlflow_ui=os.environ.get("MLOPS_MLFLOW_UI", "http://127.0.0.1:5000").rstrip("/"),
             dagster_home=Path(os.environ.get("DAGSTER_HOME", PROJECT_ROOT)).expanduser().resolve(),
-            dagster_storage=home / "dagster",
         )
+
+    @property
+    def dagster_storage(self) -> Path:
+        return self.home / "dagster"
 
     @property
     def mlflow_artifacts(self) -> Path:

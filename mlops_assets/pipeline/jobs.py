@@ -12,10 +12,7 @@ main_job = dg.define_asset_job(
     selection=dg.AssetSelection.all(),
     # Ends the MLflow run dagster-mlflow opened for this Dagster run (else it stays RUNNING).
     hooks={end_mlflow_on_run_finished},
-    # One process for all steps: each step process would re-import Dagster, MLflow, Evidently and
-    # scikit-learn (~8 s each), so the multiprocess default took 81 s for what runs in 15 s here.
-    # (definitions.py makes it the default for every job, the UI's implicit asset job too.)
-    executor_def=dg.in_process_executor,
+    # Runs in one process: definitions.py makes the in-process executor every job's default.
     description="Materialize every dataset's graph: raw rows -> features -> training set -> model -> "
     "evaluation -> champion alias, model card and drift report.",
 )
