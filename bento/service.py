@@ -33,6 +33,11 @@ PredictRequest, BatchRequest, FeedbackRequest = TYPES["predict"], TYPES["batch"]
 JSON = "application/json"
 
 
+def _location(dataset: str, field: str) -> tuple:
+    """Where records sit in the body, as pydantic reports it: a union of datasets puts the dataset first."""
+    return (dataset, field) if len(CONFIGS) > 1 else (field,)
+
+
 def _json(payload: dict, status: int = 200) -> Response:
     return Response(json.dumps(payload), status_code=status, media_type=JSON)
 
@@ -82,7 +87,8 @@ class MLOpsPredictor:
         """Score one record: {"dataset": "churn", "record": {...raw feature columns..., "entity_id": "..."}}."""
         body = request.root
         try:
-            (answer,) = await self.predictor.predict(body.dataset, [body.record.model_dump()])
+            (answer,) = await self.predictor.predict(body.dataset, [body.record.model_dump()],
+                                                     location=_location(body.dataset, "record"))
         except (NotServedError, InvalidRecordError) as exc:
             return _refusal(exc)
         if answer.error:
@@ -96,7 +102,7 @@ class MLOpsPredictor:
         body = request.root
         try:
             answers = await self.predictor.predict(body.dataset, [r.model_dump() for r in body.records],
-                                                   location=("records",))
+                                                   location=_location(body.dataset, "records"))
         except (NotServedError, InvalidRecordError) as exc:
             return _refusal(exc)
         experiment_id = next((a.experiment_id for a in answers if a.experiment_id), None)

@@ -149,7 +149,7 @@ class Predictor:
             for column, value in champion.unknown_values(record):
                 known = sorted(champion.learned_values[column])
                 quoted = ", ".join(repr(v) for v in known[:QUOTED_VALUES]) + (", ..." if len(known) > QUOTED_VALUES else "")
-                loc = [*location, index, column] if len(location) and location[0] == "records" else [*location, column]
+                loc = [*location, index, column] if location[-1] == "records" else [*location, column]
                 details.append({"type": "unknown_value", "loc": loc, "msg": (
                     f"Input should be one of the {len(known)} values {champion.name} version {champion.version} "
                     f"was trained on: {quoted}")})
@@ -167,7 +167,10 @@ class Predictor:
         return _Routed(request_id, entity_id, self.complete_record(deployment, entity_id, record), variant, model)
 
     async def predict(self, dataset: str, records: list[dict], location: tuple = ("record",)) -> list[Answer]:
-        """Score records of one dataset (each a dict of raw features plus ``entity_id``)."""
+        """Score records of one dataset (each a dict of raw features plus ``entity_id``).
+
+        ``location`` is the path of the record(s) in the request body, for error messages.
+        """
         started = time.perf_counter()
         deployment = self.deployment(dataset)
         self._check_values(deployment, records, location)
