@@ -91,6 +91,24 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
 
+class JsonOnly:
+    """A body that says it is not JSON gets 415 before BentoML tries to parse it as a form."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            for name, value in scope["headers"]:
+                if name == b"content-type":
+                    media_type = value.split(b";", 1)[0].strip().lower()
+                    if media_type != b"application/json":
+                        return await _send(send, 415, error_body(
+                            f"send the body as application/json, not {media_type.decode(errors='replace')!r}"))
+                    break
+        return await self.app(scope, receive, send)
+
+
 class AdminToken:
     """Every ``/admin/`` request needs ``Authorization: Bearer <MLOPS_ADMIN_TOKEN>``; else 401, nothing runs."""
 

@@ -31,6 +31,7 @@ ERROR_EXAMPLES = {
     404: {"error": "dataset 'loans' has no 'champion' model in sqlite:///...: materialize its graph first", "detail": []},
     409: {"error": "dataset 'churn' has no running experiment to stop", "detail": []},
     413: {"error": "request body of 5242880 bytes is over the limit of 1048576 (MLOPS_MAX_BODY_BYTES)", "detail": []},
+    415: {"error": "send the body as application/json, not 'multipart/form-data'", "detail": []},
     500: {"error": "the model could not score this record: ValueError: ...", "detail": []},
 }
 ERROR_MEANINGS = {
@@ -39,6 +40,7 @@ ERROR_MEANINGS = {
     404: "The dataset is not served, or no prediction matches the id.",
     409: "The change conflicts with the experiment's state. Nothing was changed.",
     413: "The body is larger than MLOPS_MAX_BODY_BYTES (1 MB by default).",
+    415: "The body is declared as something other than application/json.",
     500: "The model raised on this record; the service keeps serving the others.",
 }
 
@@ -159,21 +161,21 @@ def build_document(configs: list[DatasetConfig], examples: dict[str, dict | None
             "description": "Routes the record (experiment split by `entity_id`), scores it, logs it and answers.",
             "requestBody": _body("PredictRequest", predict_examples),
             "responses": {**_ok("Prediction", "The score, the decision and who made it."),
-                          **_error_responses(400, 404, 413, 500)}}},
+                          **_error_responses(400, 404, 413, 415, 500)}}},
         "/predict_batch": {"post": {
             "operationId": "predict_batch", "tags": ["predictions"], "summary": f"Score 1 to {schemas.MAX_BATCH} records",
             "description": "Each record is routed and logged on its own (its own request_id). A record the model "
                            "fails on gets `error` and a null score; the others are answered.",
             "requestBody": _body("BatchRequest", batch_examples),
             "responses": {**_ok("BatchPrediction", "One prediction per record, in order."),
-                          **_error_responses(400, 404, 413)}}},
+                          **_error_responses(400, 404, 413, 415)}}},
         "/feedback": {"post": {
             "operationId": "feedback", "tags": ["experiments"], "summary": "Record an observed outcome",
             "description": "Attaches the outcome to a request's predictions (its shadow prediction too) or to every "
                            "prediction of an entity so far. Idempotent; a different outcome replaces the earlier one.",
             "requestBody": _body("FeedbackRequest", feedback_examples),
             "responses": {**_ok("FeedbackResult", "How many logged predictions it applies to."),
-                          **_error_responses(400, 404, 413)}}},
+                          **_error_responses(400, 404, 413, 415)}}},
         "/models": {"get": {
             "operationId": "models", "tags": ["experiments"], "summary": "Which versions serve each dataset",
             "responses": _ok("ModelsResponse", "Champion, challenger and experiment per dataset (this worker's view).")}},
@@ -190,19 +192,19 @@ def build_document(configs: list[DatasetConfig], examples: dict[str, dict | None
             "requestBody": _body("StartExperiment", {"ab 80/20": {"dataset": first.name, "mode": "ab",
                                                                 "challenger_percent": 20}}),
             "responses": {**_ok("ExperimentState", "The experiment as it now runs."),
-                          **_error_responses(400, 401, 404, 409, 413)}}},
+                          **_error_responses(400, 401, 404, 409, 413, 415)}}},
         "/admin/experiment/stop": {"post": {
             "operationId": "stop_experiment", **admin, "summary": "Stop the experiment: the champion answers all",
             "requestBody": _body("StopExperiment", {"stop": {"dataset": first.name, "note": "challenger won"}}),
             "responses": {**_ok("ExperimentState", "The stopped experiment."),
-                          **_error_responses(400, 401, 404, 409, 413)}}},
+                          **_error_responses(400, 401, 404, 409, 413, 415)}}},
         "/admin/reload": {"post": {
             "operationId": "reload", **admin, "summary": "Re-read the registry aliases now",
             "description": "This worker loads any version whose alias moved, in the background, and swaps it in "
                            "atomically; the other workers follow within a second.",
             "requestBody": _body("ReloadRequest", {"reload": {"dataset": first.name}}),
             "responses": {**_ok("DatasetModels", "What this worker serves after the reload."),
-                          **_error_responses(400, 401, 404, 413)}}},
+                          **_error_responses(400, 401, 404, 413, 415)}}},
         "/livez": {"get": {"operationId": "livez", "summary": "Liveness probe (BentoML)", **_plain("Alive.")}},
         "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness probe (BentoML)", **_plain(
             "Ready: the service has started.", {"503": {"description": "Not ready yet.",

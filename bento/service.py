@@ -167,5 +167,7 @@ class MLOpsPredictor:
         return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
 
 
-MLOpsPredictor.add_asgi_middleware(http.BodyLimit, max_bytes=OPTIONS.max_body_bytes)  # the outer one
+# In this order, outermost first: size, then the admin token, then the media type.
+MLOpsPredictor.add_asgi_middleware(http.BodyLimit, max_bytes=OPTIONS.max_body_bytes)
 MLOpsPredictor.add_asgi_middleware(http.AdminToken, token=OPTIONS.admin_token)
+MLOpsPredictor.add_asgi_middleware(http.JsonOnly)

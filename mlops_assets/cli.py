@@ -123,5 +123,10 @@ def mlflow_ui(port: int) -> None:
           settings)
 
 
+from mlops_assets.serving.commands import experiment  # noqa: E402
+
+main.add_command(experiment)
+
+
 if __name__ == "__main__":
     main()

@@ -111,6 +111,7 @@ class DriftConfig(_Strict):
 
 
 ExperimentMetric = Literal["outcome", "brier", "log_loss", "accuracy"]
+ExperimentMode = Literal["single", "ab", "shadow"]
 
 
 class GuardrailConfig(_Strict):
@@ -132,7 +133,7 @@ class ExperimentConfig(_Strict):
     """
 
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="seeds the assignment hash: a new id reshuffles")
-    mode: Literal["single", "ab", "shadow"] = "ab"
+    mode: ExperimentMode = "ab"
     champion: str = Field(default="champion", description="registry alias of the control")
     challenger: str = Field(default="challenger", description="registry alias of the treatment")
     split: str = Field(default="90/10", description="champion/challenger traffic in percent, e.g. 90/10")

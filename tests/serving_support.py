@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import mlflow
@@ -117,3 +118,60 @@ def steady_load(send: Callable[[httpx.Client, int], httpx.Response], clients: in
     for thread in threads:
         thread.start()
     return threads, result
+
+
+EXPERIMENT = {"id": "churn-ab-test", "mode": "ab", "split": "70/30", "primary_metric": "brier",
+              "covariate": "monthly_charges", "min_units": 20, "guardrails": {"max_error_rate": 0.05}}
+
+
+@dataclass
+class ServingHome:
+    """A registry of the serving tests' own: churn versions 1-3 and a loans version, with their aliases."""
+
+    home: Path
+    configs_dir: Path
+    versions: dict[str, str]
+
+    @contextmanager
+    def entered(self, **extra: str) -> Iterator[tuple[Settings, dict[str, DatasetConfig]]]:
+        """This home in the environment (``extra``: more variables, e.g. MLOPS_PREDICTION_LOG_URL)."""
+        from mlops_assets.config import load_dataset_configs
+        from mlops_assets.settings import HOME_VARIABLES, use_home
+
+        home_extra = {k: v for k, v in extra.items() if k in HOME_VARIABLES}
+        other = {k: v for k, v in extra.items() if k not in HOME_VARIABLES}
+        with environment(**other), use_home(self.home, self.configs_dir, **home_extra) as settings:
+            yield settings, {c.name: c for c in load_dataset_configs(settings.configs)}
+
+
+def make_serving_home(tmp_path_factory, churn_config_dir: Path) -> Iterator[ServingHome]:
+    """Churn (declared with an A/B experiment at 70/30) and loans (a free-text column), versions registered."""
+    import shutil
+
+    import yaml
+
+    from mlops_assets.config import load_dataset_configs
+    from mlops_assets.settings import use_home
+    from mlops_assets.training.registry import set_alias
+    from tests.datasets import make_loans, write_loans
+
+    configs_dir = tmp_path_factory.mktemp("serving-configs")
+    churn = yaml.safe_load((churn_config_dir / "churn.yaml").read_text())
+    churn["experiment"] = EXPERIMENT
+    (configs_dir / "churn.yaml").write_text(yaml.safe_dump(churn))
+    write_loans(configs_dir, make_loans(600))
+    home = tmp_path_factory.mktemp("serving-home")
+    with use_home(home, configs_dir) as settings:
+        configs = {c.name: c for c in load_dataset_configs(settings.configs)}
+        rows = training_set(configs["churn"])
+        versions = {
+            "champion": register_version(settings, configs["churn"], rows),
+            "challenger": register_version(settings, configs["churn"], rows, {"learning_rate": 0.2, "max_leaf_nodes": 8}),
+            "faulty": register_version(settings, configs["churn"], rows, unseen_region="west"),
+        }
+        set_alias(settings, configs["churn"], "champion", versions["champion"])
+        set_alias(settings, configs["churn"], "challenger", versions["challenger"])
+        versions["loans"] = register_version(settings, configs["loans"], training_set(configs["loans"]))
+        set_alias(settings, configs["loans"], "champion", versions["loans"])
+    yield ServingHome(home, configs_dir, versions)
+    shutil.rmtree(home, ignore_errors=True)

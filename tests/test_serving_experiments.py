@@ -10,7 +10,6 @@ experiment and the aliases the way an operator would.
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 
@@ -19,55 +18,24 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-import yaml
 
-from mlops_assets.config import load_dataset_configs
 from mlops_assets.serving import running_server
 from mlops_assets.serving.experiment_stats import VariantSample, sequential_test, welch_test
 from mlops_assets.serving.prediction_log import connect, read_predictions
 from mlops_assets.serving.routing import assign
-from mlops_assets.settings import use_home
 from mlops_assets.training.registry import set_alias
-from tests.datasets import make_loans, write_loans
-from tests.serving_support import (
-    ADMIN_TOKEN,
-    churn_record,
-    environment,
-    register_version,
-    steady_load,
-    training_set,
-)
+from tests.serving_support import ADMIN_TOKEN, churn_record, steady_load
 
 pytestmark = pytest.mark.slow
 
-EXPERIMENT = {"id": "churn-ab-test", "mode": "ab", "split": "70/30", "primary_metric": "brier",
-              "covariate": "monthly_charges", "min_units": 20, "guardrails": {"max_error_rate": 0.05}}
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, churn_config_dir):
-    configs_dir = tmp_path_factory.mktemp("serving-configs")
-    churn = yaml.safe_load((churn_config_dir / "churn.yaml").read_text())
-    churn["experiment"] = EXPERIMENT
-    (configs_dir / "churn.yaml").write_text(yaml.safe_dump(churn))
-    write_loans(configs_dir, make_loans(600))
-    home = tmp_path_factory.mktemp("serving-home")
-    with use_home(home, configs_dir) as settings, environment(MLOPS_ADMIN_TOKEN=ADMIN_TOKEN, MLOPS_RELOAD_INTERVAL_S="1"):
-        configs = {c.name: c for c in load_dataset_configs(settings.configs)}
-        churn_rows = training_set(configs["churn"])
-        versions = {
-            "champion": register_version(settings, configs["churn"], churn_rows),
-            "challenger": register_version(settings, configs["churn"], churn_rows, {"learning_rate": 0.2, "max_leaf_nodes": 8}),
-            "faulty": register_version(settings, configs["churn"], churn_rows, unseen_region="west"),
-        }
-        set_alias(settings, configs["churn"], "champion", versions["champion"])
-        set_alias(settings, configs["churn"], "challenger", versions["challenger"])
-        loans_version = register_version(settings, configs["loans"], training_set(configs["loans"]))
-        set_alias(settings, configs["loans"], "champion", loans_version)
+def served(serving_home):
+    with serving_home.entered(MLOPS_ADMIN_TOKEN=ADMIN_TOKEN, MLOPS_RELOAD_INTERVAL_S="1") as (settings, configs):
         with running_server(settings, list(configs.values())) as server:
-            yield Served(server.url, settings, configs, versions, connect(settings.prediction_log_url))
-    shutil.rmtree(home, ignore_errors=True)
+            yield Served(server.url, settings, configs, serving_home.versions, connect(settings.prediction_log_url))
 
 
 class Served:
@@ -267,7 +235,7 @@ def test_an_alias_move_is_swapped_in_under_load_without_a_failed_request(served)
     stop = threading.Event()
 
     def send(client: httpx.Client, i: int) -> httpx.Response:
-        return client.post("/predict", json={"dataset": "churn", "record": {**churn_record(i), "entity_id": f"S{i}"}})
+        return client.post(f"{served.url}/predict", json={"dataset": "churn", "record": {**churn_record(i), "entity_id": f"S{i}"}})
 
     threads, load = steady_load(send, clients=4, stop=stop)
     time.sleep(1.0)

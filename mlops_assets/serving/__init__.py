@@ -11,26 +11,17 @@
 ``bento/service.py`` only wires these to HTTP.
 """
 
-from mlops_assets.serving.server import (
-    RunningServer,
-    ServerError,
-    check_servable,
-    free_port,
-    running_server,
-    serve_command,
-    server_environment,
-    stop_process_group,
-    wait_ready,
-)
+from typing import Any
 
-__all__ = [
-    "RunningServer",
-    "ServerError",
-    "check_servable",
-    "free_port",
-    "running_server",
-    "serve_command",
-    "server_environment",
-    "stop_process_group",
-    "wait_ready",
-]
+_SERVER_NAMES = ("RunningServer", "ServerError", "check_servable", "free_port", "running_server", "serve_command",
+                 "server_environment", "stop_process_group", "wait_ready")
+__all__ = list(_SERVER_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    """Process management, imported on first use: the CLI's help must not wait for MLflow to import."""
+    if name in _SERVER_NAMES:
+        from mlops_assets.serving import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module 'mlops_assets.serving' has no attribute {name!r}")

@@ -397,7 +397,9 @@ def plot_report(report: ExperimentReport) -> bytes:
     left.bar(names, means, color=["#4c72b0", "#dd8452"][: len(names)])
     for index, v in enumerate(report.variants):
         left.annotate(f"{v.metric_units} units", (index, means[index]), ha="center", va="bottom", fontsize=8)
-    left.set_title(f"{metric} per variant (unit mean)")
+    better = "" if report.primary is None else (", higher is better" if report.primary.higher_is_better
+                                                  else ", lower is better")
+    left.set_title(f"{metric} per variant (unit mean{better})")
     right.axvline(0, color="grey", lw=1)
     if report.primary:
         fixed, sequential = report.primary.relative, report.primary.sequential_relative

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, get_args
 
 import sqlalchemy as sa
 
-from mlops_assets.config import DatasetConfig, split_share
+from mlops_assets.config import DatasetConfig, ExperimentMode, split_share
 from mlops_assets.errors import PlatformError
 from mlops_assets.serving.prediction_log import metadata, utc_now
 
-Mode = Literal["single", "ab", "shadow"]
-MODES: tuple[Mode, ...] = ("single", "ab", "shadow")
+Mode = ExperimentMode
+MODES: tuple[Mode, ...] = get_args(ExperimentMode)
 
 experiments = sa.Table(
     "experiments",
