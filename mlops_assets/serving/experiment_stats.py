@@ -241,8 +241,10 @@ def sequential_test(a: VariantSample, b: VariantSample, difference: Difference =
     spread = total * rho**2 + 1
     width = math.sqrt(variance * total) * math.sqrt(2 * spread * math.log(math.sqrt(spread) / alpha) / (total * rho) ** 2)
     statistic = point**2 * total / variance
-    e_value = math.exp(rho**2 * statistic / (2 * spread)) / math.sqrt(spread)
-    return FrequentistResult(point, (point - width, point + width), min(1 / e_value, 1.0))
+    # p = min(1, 1 / e-value), computed on the log scale: a strong effect's e-value overflows a float.
+    log_e_value = rho**2 * statistic / (2 * spread) - 0.5 * math.log(spread)
+    p_value = 1.0 if log_e_value <= 0 else math.exp(-log_e_value)
+    return FrequentistResult(point, (point - width, point + width), p_value)
 
 
 def _truncated_normal_mean(mu: float, sigma: float, low: float, high: float) -> float:
