@@ -22,6 +22,7 @@ import datetime as dt
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import AllowInfNan, BaseModel, StrictBool, Strict, BeforeValidator, ConfigDict, Field, RootModel, create_model, model_validator
+from annotated_types import Ge, Le
 from pydantic_core import PydanticCustomError
 
 from mlops_assets.config import ColumnSpec, DatasetConfig, ExperimentMetric
@@ -44,7 +45,6 @@ def _json_number_only(value: Any) -> Any:
     return value
 
 
-JsonInteger = Annotated[int, BeforeValidator(_json_number_only)]
 FiniteNumber = Annotated[float, Strict(), AllowInfNan(False)]
 
 
@@ -58,24 +58,25 @@ def column_description(spec: ColumnSpec) -> str | None:
 
 
 def _field(spec: ColumnSpec, learned_values: list[str] | None) -> tuple[Any, Any]:
+    """(annotation, FieldInfo): constraints sit on the value type, inside ``| None`` for a nullable column,
+    so the document shows them as JSON Schema keywords (``minimum``, ``maxLength``)."""
     description = column_description(spec)
     default = None if spec.nullable else ...
     extra: dict[str, Any] = {}
     if spec.type == "integer":
-        low = spec.min if spec.min is not None else -SAFE_INTEGER
-        high = spec.max if spec.max is not None else SAFE_INTEGER
-        annotation: Any = JsonInteger
-        constraints = {"ge": max(low, -SAFE_INTEGER), "le": min(high, SAFE_INTEGER)}
+        low = max(spec.min if spec.min is not None else -SAFE_INTEGER, -SAFE_INTEGER)
+        high = min(spec.max if spec.max is not None else SAFE_INTEGER, SAFE_INTEGER)
+        # The bounds go before the validator: after it, pydantic leaves them out of the JSON Schema.
+        annotation: Any = Annotated[int, Ge(low), Le(high), BeforeValidator(_json_number_only)]
     elif spec.type == "float":
-        annotation = float
-        constraints = {"strict": True, "allow_inf_nan": False,
-                       **{k: v for k, v in (("ge", spec.min), ("le", spec.max)) if v is not None}}
+        bounds = {k: v for k, v in (("ge", spec.min), ("le", spec.max)) if v is not None}
+        annotation = Annotated[float, Field(strict=True, allow_inf_nan=False, **bounds)]
     elif spec.type == "boolean":
-        annotation, constraints = bool, {"strict": True}
+        annotation = Annotated[bool, Field(strict=True)]
     elif spec.values:  # categorical (or string) with its values listed in the config
-        annotation, constraints = Literal[tuple(str(v) for v in spec.values)], {}  # type: ignore[misc]
+        annotation = Literal[tuple(str(v) for v in spec.values)]  # type: ignore[misc]
     else:
-        annotation, constraints = str, {"strict": True, "max_length": MAX_STRING_LENGTH}
+        annotation = Annotated[str, Field(strict=True, max_length=MAX_STRING_LENGTH)]
         if learned_values is not None:
             # Checked by the service against the champion it serves; the document lists them.
             extra["json_schema_extra"] = {"enum": learned_values}
@@ -83,7 +84,7 @@ def _field(spec: ColumnSpec, learned_values: list[str] | None) -> tuple[Any, Any
             description = f"{description}; {note}" if description else note
     if spec.nullable:
         annotation = annotation | None
-    return annotation, Field(default, description=description, **constraints, **extra)
+    return annotation, Field(default, description=description, **extra)
 
 
 def record_model(config: DatasetConfig, learned: dict[str, list[str]] | None = None) -> type[BaseModel]:
