@@ -160,7 +160,10 @@ def build_document(configs: list[DatasetConfig], examples: dict[str, dict | None
             "operationId": "predict", "tags": ["predictions"], "summary": "Score one record",
             "description": "Routes the record (experiment split by `entity_id`), scores it, logs it and answers.",
             "requestBody": _body("PredictRequest", predict_examples),
-            "responses": {**_ok("Prediction", "The score, the decision and who made it."),
+            "responses": {**_ok("Prediction", "The score, the decision and who made it.", {
+                "request_id": "7ae5bb2709d741c9be7597ee2c1b3ac1", "dataset": first.name, "entity_id": "example-1",
+                "score": 0.566, "label": 1, "threshold": 0.284, "model_version": "1", "variant": "champion",
+                "experiment_id": first.experiment.id if first.experiment else None}),
                           **_error_responses(400, 404, 413, 415, 500)}}},
         "/predict_batch": {"post": {
             "operationId": "predict_batch", "tags": ["predictions"], "summary": f"Score 1 to {schemas.MAX_BATCH} records",
@@ -174,7 +177,8 @@ def build_document(configs: list[DatasetConfig], examples: dict[str, dict | None
             "description": "Attaches the outcome to a request's predictions (its shadow prediction too) or to every "
                            "prediction of an entity so far. Idempotent; a different outcome replaces the earlier one.",
             "requestBody": _body("FeedbackRequest", feedback_examples),
-            "responses": {**_ok("FeedbackResult", "How many logged predictions it applies to."),
+            "responses": {**_ok("FeedbackResult", "How many logged predictions it applies to.",
+                                {"dataset": first.name, "matched": 1, "updated": 1}),
                           **_error_responses(400, 404, 413, 415)}}},
         "/models": {"get": {
             "operationId": "models", "tags": ["experiments"], "summary": "Which versions serve each dataset",

@@ -255,10 +255,13 @@ def analyze(frame: pd.DataFrame, dataset: str, experiment: Experiment | None,
             "split": experiment.split if experiment else None,
             "phase_started_at": experiment.phase_started_at if experiment else None}
     if experiment is None:
+        declared = settings.id != "none"
+        summary = (f"experiment {settings.id} is declared in the config and starts when the service runs "
+                   f"(`mlops serve`) with a version holding the '{settings.challenger}' alias" if declared else
+                   f"no experiment has run on {dataset}: start one with `mlops experiment start {dataset} --id NAME` "
+                   "(or declare it under `experiment:` in the dataset config)")
         return ExperimentReport(**base, variants=[], sample_ratio=None, primary=None, guardrail_metrics=[],
-                                guardrails=[], verdict=Verdict(decision="no_experiment", summary=(
-                                    f"no experiment has run on {dataset}: start one with `mlops experiment start "
-                                    f"{dataset}` (or declare it under `experiment:` in the dataset config)")))
+                                guardrails=[], verdict=Verdict(decision="no_experiment", summary=summary))
     frame = frame.copy()
     if settings.covariate is not None and "covariate" not in frame:
         frame["covariate"] = np.nan
@@ -427,11 +430,10 @@ def plot_report(report: ExperimentReport) -> bytes:
 
 def analysis_settings(config_experiment: ExperimentConfig | None, experiment: Experiment | None) -> ExperimentConfig:
     """How an experiment is judged: the config's ``experiment:`` settings (metric, covariate, guardrails)
-    whatever its id, else the defaults."""
-    experiment_id = experiment.id if experiment else "none"
+    whatever its id, else the defaults; with no experiment, the declaration itself (id "none" if none)."""
     if config_experiment is None:
-        return ExperimentConfig(id=experiment_id)
-    return config_experiment.model_copy(update={"id": experiment_id})
+        return ExperimentConfig(id=experiment.id if experiment else "none")
+    return config_experiment.model_copy(update={"id": experiment.id}) if experiment else config_experiment
 
 
 def build_report(engine, dataset: str, config_experiment: ExperimentConfig | None,
