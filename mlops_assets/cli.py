@@ -95,10 +95,11 @@ def materialize() -> None:
 def serve(host: str, port: int, workers: int) -> None:
     """Serve each dataset's champion model over HTTP (BentoML) until Ctrl-C."""
     from mlops_assets.config import load_dataset_configs
-    from mlops_assets.serving import check_servable, serve_command, server_environment
+    from mlops_assets.serving import check_prediction_log, check_servable, serve_command, server_environment
 
     settings = _settings()
     served = check_servable(settings, load_dataset_configs(settings.configs))
+    check_prediction_log(settings)
     os.environ.update(server_environment(settings, workers))  # BentoML takes the worker count from the service
     click.echo(f"serving {', '.join(served)} on http://{host}:{port} with {workers} worker(s) "
                "(POST /predict, /predict_batch, /feedback; GET /models, /experiment; docs at /)")

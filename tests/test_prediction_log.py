@@ -147,3 +147,15 @@ def test_a_reload_request_is_seen_by_every_poller(engine):
     assert store.request_reload("churn") == 2
     state = store.state()["churn"]
     assert state.reload_generation == 2 and state.experiment is None
+
+
+def test_serving_refuses_to_start_on_a_prediction_log_it_cannot_open(tmp_path):
+    from mlops_assets.serving import ServerError, check_prediction_log
+    from mlops_assets.serving.server import free_port
+    from mlops_assets.settings import use_home
+
+    unused = free_port()
+    with use_home(tmp_path / "home", PROJECT_ROOT / "configs",
+                  MLOPS_PREDICTION_LOG_URL=f"postgresql://postgres:secret@127.0.0.1:{unused}/log") as settings:
+        with pytest.raises(ServerError, match=f"postgresql://postgres:\\*\\*\\*@127.0.0.1:{unused}/log cannot be used"):
+            check_prediction_log(settings)

@@ -217,6 +217,17 @@ def test_a_free_text_value_the_model_never_saw_is_refused_naming_the_column(serv
     assert batch.status_code == 400 and batch.json()["detail"][0]["loc"] == ["loans", "records", 1, "purpose"]
 
 
+def test_a_body_over_the_limit_gets_413_and_overlong_strings_400(served):
+    huge = {"dataset": "churn", "record": {**churn_record(1), "entity_id": "x" * 5_000_000}}
+    response = served.client.post("/predict", json=huge)
+    assert response.status_code == 413 and "over the limit of 1048576" in response.json()["error"]
+    long_id = served.predict(churn_record(1), entity="x" * 129)
+    assert long_id.status_code == 400 and long_id.json()["detail"][0]["type"] == "string_too_long"
+    form = served.client.post("/predict", content=b"a=1", headers={"content-type": "multipart/form-data"})
+    assert form.status_code == 415
+    assert served.predict(churn_record(1), entity="x" * 128).status_code == 200
+
+
 @pytest.mark.parametrize(("field", "value", "accepted"), [
     ("tenure_months", "12", False), ("tenure_months", True, False), ("tenure_months", 12.0, True),
     ("tenure_months", 12.5, False), ("monthly_charges", "58.5", False), ("monthly_charges", 58, True),

@@ -13,7 +13,7 @@
 
 from typing import Any
 
-_SERVER_NAMES = ("RunningServer", "ServerError", "check_servable", "free_port", "running_server", "serve_command",
+_SERVER_NAMES = ("RunningServer", "ServerError", "check_prediction_log", "check_servable", "free_port", "running_server", "serve_command",
                  "server_environment", "stop_process_group", "wait_ready")
 __all__ = list(_SERVER_NAMES)
 

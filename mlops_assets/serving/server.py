@@ -56,6 +56,21 @@ def check_servable(settings: Settings, configs: list[DatasetConfig]) -> list[str
     return ready
 
 
+def check_prediction_log(settings: Settings) -> None:
+    """Fail fast when the prediction log database cannot be opened: every worker would fail at start."""
+    import sqlalchemy as sa
+
+    from mlops_assets.serving.prediction_log import connect
+
+    try:
+        connect(settings.prediction_log_url).dispose()
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
+        url = sa.engine.make_url(settings.prediction_log_url).render_as_string(hide_password=True)
+        reason = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
+        raise ServerError(f"the prediction log database {url} cannot be used ({reason}); "
+                          "fix MLOPS_PREDICTION_LOG_URL or the database") from exc
+
+
 def serve_command(host: str, port: int) -> list[str]:
     """``bentoml serve`` for our service; the worker count is in the environment (``server_environment``)."""
     bentoml = Path(sys.executable).with_name("bentoml")
@@ -121,6 +136,7 @@ def running_server(settings: Settings, configs: list[DatasetConfig], port: int |
     """A ready server for the duration of the block, stopped afterwards whatever happens."""
     settings.export()
     check_servable(settings, configs)
+    check_prediction_log(settings)
     port = port or free_port()
     log_path = settings.home / "logs" / f"bentoml-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
