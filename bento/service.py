@@ -12,8 +12,10 @@ import os
 # HistGradientBoosting's OpenMP threads would spin on every core in every worker.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import functools  # noqa: E402
 import json  # noqa: E402
 
+import anyio.to_thread  # noqa: E402
 import bentoml  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
@@ -163,10 +165,6 @@ class MLOpsPredictor:
     @staticmethod
     async def _admin(call, *args, **kwargs):
         """Admin changes touch the database and may load a model: off the event loop."""
-        import functools
-
-        import anyio.to_thread
-
         return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
 
 
