@@ -236,11 +236,15 @@ class Predictor:
         result = await asyncio.to_thread(record_outcome, self.engine, dataset, outcome,
                                          request_id=request_id, entity_id=entity_id)
         if result.matched == 0:
-            # Ours may be in this worker's queue; another worker's is written within its flush interval.
+            # Ours may be in this worker's queue: written now. Another worker's within its flush interval.
             await asyncio.to_thread(self.writer.flush)
-            await asyncio.sleep(2 * self.options.log_flush_interval_s)
-            result = await asyncio.to_thread(record_outcome, self.engine, dataset, outcome,
-                                             request_id=request_id, entity_id=entity_id)
+            deadline = time.monotonic() + 2 * self.options.log_flush_interval_s + 0.05
+            while True:
+                result = await asyncio.to_thread(record_outcome, self.engine, dataset, outcome,
+                                                 request_id=request_id, entity_id=entity_id)
+                if result.matched or time.monotonic() > deadline:
+                    return result
+                await asyncio.sleep(0.05)
         return result
 
     # Reading state ----------------------------------------------------------------------------
