@@ -72,7 +72,7 @@ champion saw in training.
 prediction endpoints are open: put them behind your gateway's authentication
 (docs/serving.md, "Security").
 
-Experiments, statistics and the Dagster report: docs/experiments.md."""
+Experiments, statistics and the Dagster report: docs/ab-testing.md."""
 
 
 def _example_request(config: DatasetConfig, record: dict | None) -> dict:

@@ -125,7 +125,7 @@ class GuardrailConfig(_Strict):
 
 
 class ExperimentConfig(_Strict):
-    """A champion/challenger experiment on the service, declared with its dataset (docs/experiments.md).
+    """A champion/challenger experiment on the service, declared with its dataset (docs/ab-testing.md).
 
     The service starts in this state; ``mlops experiment start|stop`` and the admin endpoint
     change it at run time. Variants are registry aliases, so moving an alias changes the model
