@@ -22,14 +22,18 @@ from mlops_assets.training.resources import mlflow_resource
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     assets: list[dg.AssetsDefinition] = []
+    checks: list[dg.AssetChecksDefinition] = []
     for config in load_dataset_configs(settings.configs):
         assets += build_feature_assets(config)
         assets += build_training_assets(config, settings)
         assets += build_pipeline_assets(config, settings)
-        assets += build_governance_assets(config, settings)
+        governance = build_governance_assets(config, settings)
+        assets += [g for g in governance if not isinstance(g, dg.AssetChecksDefinition)]
+        checks += [g for g in governance if isinstance(g, dg.AssetChecksDefinition)]
         assets += build_monitoring_assets(config, settings)
     return dg.Definitions(
         assets=assets,
+        asset_checks=checks,
         jobs=[main_job],
         # Every job, the UI's implicit asset job too, runs all steps in one process: with the multiprocess
         # default each step re-imported Dagster, MLflow, Evidently and scikit-learn (~8 s each), and the

@@ -33,6 +33,7 @@ from mlops_assets.training.registry import client
 APPROVAL_STATE_TAG = "approval_state"
 APPROVAL_TAG_PREFIX = "approval."
 FAIRNESS_TAG = "fairness"
+FAIRNESS_VERDICT_TAG = "fairness_verdict"
 AUTHOR_TAG = "trained_by"
 
 
@@ -250,7 +251,7 @@ def require_promotion_allowed(settings: Settings, config: DatasetConfig, version
     details = model_version(settings, config, version)
     if details.tags.get(FAIRNESS_TAG) == "failed":
         raise PromotionRefused(f"{model} v{version} cannot be promoted: it failed its fairness check "
-                               f"({details.tags.get('fairness_verdict', 'see its model card')})")
+                               f"({details.tags.get(FAIRNESS_VERDICT_TAG, 'see its model card')})")
     policy = roles_policy(config)
     if policy is None or not policy.required:
         return

@@ -174,7 +174,8 @@ def _value_words(column: str, value: object, config: DatasetConfig) -> str:
         return f"{column} is {value}"
     if kind == "integer" or (isinstance(value, float) and float(value).is_integer()):
         return f"{column} is {int(value)}"
-    return f"{column} is {float(value):.3g}"
+    number = float(value)
+    return f"{column} is {number:,.0f}" if abs(number) >= 1000 else f"{column} is {number:.3g}"
 
 
 def _join(parts: list[str]) -> str:
@@ -211,3 +212,10 @@ def example_rows(test: pd.DataFrame, scores: np.ndarray, threshold: float, count
     picks += [int(i) for i in order[np.linspace(0, len(order) - 1, count + 2, dtype=int)[1:-1]]]
     unique = list(dict.fromkeys(picks))
     return unique[:count]
+
+
+def explain_record(pipeline: Pipeline, config: DatasetConfig, threshold: float, record: dict | pd.Series,
+                   background: pd.DataFrame, entity_id: str | None = None) -> LocalExplanation:
+    """One raw record (as a client sends it) explained: for `mlops explain` and the service's endpoint."""
+    row = pd.Series(record) if isinstance(record, dict) else record
+    return explain_row(RawInputModel(pipeline, config), row, background, threshold, entity_id)
