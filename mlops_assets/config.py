@@ -117,6 +117,7 @@ class FairnessConfig(_Strict):
     bootstrap: int = Field(default=200, ge=0, description="bootstrap resamples for the intervals (0: none)")
     confidence: float = Field(default=0.95, gt=0, lt=1)
     intersections: bool = Field(default=True, description="also every pair of sensitive attributes")
+    judge_intersections: bool = Field(default=False, description="hold pairs to the thresholds too (else: measured)")
     bands: dict[str, list[float]] = Field(default_factory=dict, description="numeric sensitive attribute -> band edges")
     max_demographic_parity_difference: float | None = Field(default=None, ge=0, le=1)
     max_equalized_odds_difference: float | None = Field(default=None, ge=0, le=1)

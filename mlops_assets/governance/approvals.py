@@ -15,6 +15,7 @@ no approvals, it only refuses a version that failed its fairness check.
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,12 +84,20 @@ def content_hash(settings: Settings, config: DatasetConfig, version: str) -> str
     details = model_version(settings, config, version)
     digest = hashlib.sha256()
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    with tempfile.TemporaryDirectory() as folder:
-        local = Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{config.registered_model_name}/{version}", dst_path=folder))
-        for path in sorted(p for p in local.rglob("*") if p.is_file()):
-            digest.update(str(path.relative_to(local)).encode())
-            digest.update(path.read_bytes())
+    saved = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # no progress bar in `mlops approve`'s output
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            local = Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{config.registered_model_name}/{version}", dst_path=folder))
+            for path in sorted(p for p in local.rglob("*") if p.is_file()):
+                digest.update(str(path.relative_to(local)).encode())
+                digest.update(path.read_bytes())
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = saved
     digest.update(details.tags.get("decision_threshold", "").encode())
     return digest.hexdigest()
 

@@ -101,13 +101,12 @@ def build_governance_assets(config: DatasetConfig, settings: Settings) -> list:
         "column on the test split (with its spread over repeats), and example rows explained in plain words. "
         f"Any row on request: `mlops explain {name} --entity ID`.",
     )
-    def explanations(context: dg.AssetExecutionContext, evaluation: Evaluation, training_set: pd.DataFrame) -> dg.Output[dict]:
+    def explanations(context: dg.AssetExecutionContext, evaluation: Evaluation, training_set: pd.DataFrame) -> dg.MaterializeResult:
         subject = version_under_test(settings, config, evaluation.model.version, training_set)
         payload = measure_explanations(settings, subject)
         folder = version_folder(settings, config, subject.version)
         importance = pd.DataFrame(payload["importance"]).round(4)
-        return dg.Output(
-            {"version": subject.version, "folder": str(folder)},
+        return dg.MaterializeResult(
             metadata={
                 "model_version": subject.version,
                 "importance": dg.MetadataValue.md(markdown_table(importance)),
@@ -122,9 +121,10 @@ def build_governance_assets(config: DatasetConfig, settings: Settings) -> list:
 
     @dg.asset(
         key=card_key,
-        ins={"evaluation": dg.AssetIn(dg.AssetKey([name, "evaluation"])), "training_set": training_set_in,
-             "explanations": dg.AssetIn(dg.AssetKey([name, "explanations"]))},
-        deps=[dg.AssetKey([name, "champion"]), approvals_key(config)],
+        ins={"evaluation": dg.AssetIn(dg.AssetKey([name, "evaluation"])), "training_set": training_set_in},
+        # Read from the version's report folder, not passed as values: the card is files, and its "path"
+        # metadata must be the card's own (an IO manager would put its storage path there).
+        deps=[dg.AssetKey([name, "explanations"]), dg.AssetKey([name, "champion"]), approvals_key(config)],
         group_name=GROUP,
         owners=config.owners,
         kinds={"markdown", "html"},
@@ -134,16 +134,15 @@ def build_governance_assets(config: DatasetConfig, settings: Settings) -> list:
         "under MLOPS_HOME/reports. Sections only a person can write come from the reviewed file beside "
         "the dataset config.",
     )
-    def model_card(context: dg.AssetExecutionContext, evaluation: Evaluation, training_set: pd.DataFrame,
-                   explanations: dict) -> dg.Output[dict]:
+    def model_card(context: dg.AssetExecutionContext, evaluation: Evaluation,
+                   training_set: pd.DataFrame) -> dg.MaterializeResult:
         version = evaluation.model.version
         subject = version_under_test(settings, config, version, training_set)
         measure_metrics(settings, subject, training_set)
         files = write_card(settings, config, version, context.instance)
         summary = files.card["summary"]
         missing = summary["missing_human_sections"]
-        return dg.Output(
-            {"version": version, "markdown": str(files.markdown), "html": str(files.html), "json": str(files.json)},
+        return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(str(files.markdown)),
                 "html": dg.MetadataValue.path(str(files.html)),

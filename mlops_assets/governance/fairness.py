@@ -4,7 +4,9 @@ Per group: size, selection rate, true- and false-positive rate, precision and RO
 computed by fairlearn's ``MetricFrame``; their bootstrap intervals come from
 :mod:`mlops_assets.governance.intervals` (same resampling of rows, vectorised). Across
 groups: demographic-parity and equalized-odds differences and ratios, as fairlearn
-defines them.
+defines them. Thresholds from the config judge each attribute (and each pair too when
+``judge_intersections`` is on: pairs have many small groups, so their differences are
+noisy); what is not judged is still measured and shown.
 
 fairlearn builds every combination of two attributes, and an empty combination becomes
 an all-NaN row that ``difference()`` silently skips. Here no group is skipped silently:
@@ -331,7 +333,8 @@ def _disparities(attributes, table: pd.DataFrame, groups, y, predicted, settings
     out = []
     for measure, value in point.items():
         limit_key, kind = THRESHOLDS[measure]
-        limit = thresholds.get(limit_key)
+        judged = len(attributes) == 1 or settings.judge_intersections
+        limit = thresholds.get(limit_key) if judged else None
         passed = None
         if limit is not None and not np.isnan(value):
             passed = bool(value <= limit) if kind == "max" else bool(value >= limit)
