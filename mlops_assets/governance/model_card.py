@@ -308,25 +308,35 @@ th{background:#f2f4f8}code{background:#f3f3f3;padding:0 .25em;border-radius:3px;
 .missing{background:#fff3cd;border:1px solid #e0c36a;padding:.5em .8em;border-radius:4px;font-weight:600}
 .banner{background:#fdecea;border:1px solid #e3a19b;padding:.6em .9em;border-radius:4px}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0}.FAIL{color:#b00020;font-weight:700}.pass{color:#1b7f3a}
-figure{margin:.6em 0}figcaption{font-size:.85em;color:#555}
+figure{margin:.6em .6em .6em 0;display:inline-block;vertical-align:top;max-width:100%}figcaption{font-size:.85em;color:#555}
 """
 
 
 def _inline(text: str) -> str:
     escaped = html.escape(text)
     escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", escaped)
+    escaped = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", escaped)
+    return re.sub(r"(?<![*\w])\*([^*\s][^*]*)\*(?![*\w])", r"<i>\1</i>", escaped)
 
 
 def _human_html(text: str) -> str:
-    """The reviewed Markdown: paragraphs and bullet lists (what a person writes in these sections)."""
+    """The reviewed Markdown: paragraphs and bullet lists whose items may wrap (what a person writes here)."""
     parts = []
     for paragraph in re.split(r"\n\s*\n", text.strip()):
-        lines = paragraph.splitlines()
-        if all(line.lstrip().startswith(("- ", "* ")) for line in lines):
-            parts.append("<ul>" + "".join(f"<li>{_inline(line.lstrip()[2:])}</li>" for line in lines) + "</ul>")
-        else:
-            parts.append(f"<p>{_inline(' '.join(lines))}</p>")
+        items: list[str] = []
+        prose: list[str] = []
+        for line in paragraph.splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("- ", "* ")):
+                items.append(stripped[2:])
+            elif items and line.startswith((" ", "\t")):
+                items[-1] += " " + stripped  # a wrapped bullet item
+            else:
+                prose.append(stripped)
+        if prose:
+            parts.append(f"<p>{_inline(' '.join(prose))}</p>")
+        if items:
+            parts.append("<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in items) + "</ul>")
     return "".join(parts)
 
 
