@@ -185,3 +185,23 @@ def test_the_postgres_ledger_is_append_only_and_chained_like_the_sqlite_one():
             assert ledger.verify() == ["record #2 (carol rejects m v1) was altered after it was written"]
         finally:
             ledger.close()
+
+
+def test_concurrent_decisions_extend_one_chain_without_forks():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.test_postgres import scratch_database
+
+    with scratch_database("mlops_approvals") as url:
+        ledger = DecisionLedger(url)
+        try:
+            def write(i: int) -> None:
+                ledger.append("m", str(i % 3), "c" * 64, f"p{i}", "reviewer", "approve", "ok")
+
+            with ThreadPoolExecutor(max_workers=6) as pool:
+                list(pool.map(write, range(30)))
+            records = ledger.records()
+            assert len(records) == 30 and ledger.verify() == []
+            assert len({r.prev_hash for r in records}) == 30  # every record has its own predecessor
+        finally:
+            ledger.close()

@@ -12,7 +12,8 @@ when ``MLOPS_APPROVALS_DB`` says so. Calling code sees one small interface,
   newest records are also anchored outside the table (a tag on the model version in
   MLflow, see ``approvals.py``), so cutting off the tail is detected too.
 - **No forks.** ``prev_hash`` is unique: two decisions racing for the same place in
-  the chain cannot both be written; the loser re-reads the head and retries.
+  the chain cannot both be written; the loser re-reads the head and retries. On
+  PostgreSQL writers also queue on an advisory lock, so they rarely race at all.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
@@ -29,6 +32,7 @@ from mlops_assets.errors import PlatformError
 from mlops_assets.settings import Settings
 
 GENESIS = "0" * 64
+_CHAIN_LOCK = 7_340_512  # PostgreSQL advisory-lock key of the chain head
 TABLE = "governance_decisions"
 DECISIONS = ("approve", "reject")
 
@@ -132,20 +136,28 @@ class DecisionLedger:
         """Write one decision at the head of the chain; retried when another writer got there first."""
         if decision not in DECISIONS:
             raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
-        for _ in range(5):
-            with self.engine.begin() as connection:
-                head = connection.execute(
-                    sa.select(_decisions.c.record_hash).order_by(_decisions.c.seq.desc()).limit(1)).scalar()
-                fields = {"model": model, "version": str(version), "content_hash": content_hash, "person": person,
-                          "role": role, "decision": decision, "comment": comment,
-                          "decided_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
-                          "prev_hash": head or GENESIS}
-                fields["record_hash"] = record_hash(fields)
-                try:
+        for attempt in range(50):
+            try:
+                with self.engine.begin() as connection:
+                    if self.engine.dialect.name == "postgresql":
+                        # Writers queue here for the head of the chain instead of racing for it.
+                        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK})")
+                    head = connection.execute(
+                        sa.select(_decisions.c.record_hash).order_by(_decisions.c.seq.desc()).limit(1)).scalar()
+                    fields = {"model": model, "version": str(version), "content_hash": content_hash,
+                              "person": person, "role": role, "decision": decision, "comment": comment,
+                              "decided_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+                              "prev_hash": head or GENESIS}
+                    fields["record_hash"] = record_hash(fields)
                     seq = connection.execute(_decisions.insert().values(**fields)).inserted_primary_key[0]
-                except sa.exc.IntegrityError:
-                    continue  # someone else extended the chain from the same head: read it again
-                return Decision(seq=int(seq), **fields)
+            except (sa.exc.IntegrityError, sa.exc.OperationalError) as exc:
+                if isinstance(exc, sa.exc.OperationalError) and "locked" not in str(exc.orig):
+                    raise LedgerError(f"approval ledger {self._shown_url()} cannot be written: "
+                                      f"{str(exc.orig).strip().splitlines()[0]}; nothing recorded") from exc
+                # Another writer extended the chain from the same head (or holds SQLite's write lock): again.
+                time.sleep(random.uniform(0.005, 0.05) * (1 + attempt / 10))
+                continue
+            return Decision(seq=int(seq), **fields)
         raise LedgerError(f"approval ledger {self._shown_url()}: too many concurrent writers; try again")
 
     def records(self, model: str | None = None, version: str | None = None) -> list[Decision]:
