@@ -168,3 +168,25 @@ def test_explain_lineage_and_a_threshold_warning_on_the_card_from_the_command_li
     assert invoke("governance", "card", "loans", "1").exit_code == 0
     card = (settings.reports / "loans" / "v1" / "model_card.md").read_text()
     assert "**Warning (threshold_warning):** the threshold predicts one class on validation" in card
+
+
+@pytest.mark.slow
+def test_a_broken_fairness_threshold_fails_the_blocking_check_and_the_version_never_reaches_champion(tmp_path):
+    configs = write_loans(tmp_path / "configs", make_loans(1500))
+    raw = yaml.safe_load((configs / "loans.yaml").read_text())
+    raw["governance"] = {"fairness": {"max_demographic_parity_difference": 0.0001, "bootstrap": 20}}
+    (configs / "loans.yaml").write_text(yaml.safe_dump(raw))
+    with use_home(tmp_path / "home", configs) as settings:
+        summary = run_main_job(settings)
+        assert not summary.success
+        (fairness,) = [e for e in summary.check_evaluations if e.check_name == "fairness"]
+        assert not fairness.passed and fairness.severity == dg.AssetCheckSeverity.ERROR
+        assert "FAILED: age_group demographic_parity_difference" in fairness.description
+        materialized = {o.asset for o in summary.outcomes if o.materialized}
+        assert "loans/model" in materialized
+        assert not materialized & {"loans/evaluation", "loans/champion", "loans/model_card"}
+        tracking = mlflow.MlflowClient(settings.mlflow_tracking_uri)
+        assert tracking.get_model_version("loans_model", "1").tags["fairness"] == "failed"
+        assert not tracking.get_model_version("loans_model", "1").aliases
+        with pytest.raises(PromotionRefused, match="loans_model v1 cannot be promoted: it failed its fairness check"):
+            require_promotion_allowed(settings, load_dataset_config(configs / "loans.yaml"), "1")

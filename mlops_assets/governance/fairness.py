@@ -168,7 +168,8 @@ class FairnessReport:
         if not self.judged:
             return "measured; no fairness thresholds configured"
         if self.passed:
-            return f"passed: every configured threshold holds over {len(self.disparities) // 4} attribute sets"
+            judged = len({d.attribute for d in self.disparities if d.limit is not None})
+            return f"passed: every configured threshold holds for the {judged} attribute set(s) judged"
         return "FAILED: " + "; ".join(
             f"{d.attribute} {d.measure} {d.value:.3f} {'>' if d.measure.endswith('difference') else '<'} {d.limit}"
             for d in self.failures)
