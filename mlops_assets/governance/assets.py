@@ -59,7 +59,8 @@ def build_governance_assets(config: DatasetConfig, settings: Settings) -> list:
         blocking=True,
         additional_ins={"training_set": training_set_in},
         description="Fairness of the new version on the test split over every sensitive attribute and pair: "
-        + (f"fails (and blocks evaluation, champion and card) when {fairness_limits} is broken."
+        + ("fails (and blocks evaluation, champion and card) when one of "
+           + ", ".join(f"{k} {v:g}" for k, v in fairness_limits.items()) + " is broken."
            if fairness_limits else "measured only; no thresholds configured (governance.fairness)."),
     )
     def fairness(model: RegisteredModel, training_set: pd.DataFrame) -> dg.AssetCheckResult:
