@@ -12,6 +12,7 @@ import mlflow
 import pytest
 import yaml
 from click.testing import CliRunner
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from mlops_assets.cli import main
 from mlops_assets.config import load_dataset_config
@@ -84,7 +85,7 @@ def loans_home(tmp_path_factory):
               "carol": {"roles": ["risk_officer"], "token_sha256": token_hash("carol-token")}}
     (configs / "governance" / "roles.yaml").write_text(yaml.safe_dump(
         {"roles": ["reviewer", "risk_officer"], "required_approvals": ["reviewer", "risk_officer"], "people": people}))
-    with use_home(folder / "home", configs) as settings:
+    with use_home(folder / "home", configs) as settings, _use_tracking_uri(mlflow.get_tracking_uri()):
         summary = run_main_job(settings)
     assert summary.success, summary.table()
     return folder, configs, summary
@@ -93,7 +94,8 @@ def loans_home(tmp_path_factory):
 @pytest.fixture
 def loans(loans_home):
     folder, configs, summary = loans_home
-    with use_home(folder / "home", configs) as settings:
+    # Loading a version sets MLflow's process-wide tracking URI; later tests in other homes need theirs back.
+    with use_home(folder / "home", configs) as settings, _use_tracking_uri(mlflow.get_tracking_uri()):
         yield settings, load_dataset_config(configs / "loans.yaml"), summary
 
 
@@ -176,7 +178,7 @@ def test_a_broken_fairness_threshold_fails_the_blocking_check_and_the_version_ne
     raw = yaml.safe_load((configs / "loans.yaml").read_text())
     raw["governance"] = {"fairness": {"max_demographic_parity_difference": 0.0001, "bootstrap": 20}}
     (configs / "loans.yaml").write_text(yaml.safe_dump(raw))
-    with use_home(tmp_path / "home", configs) as settings:
+    with use_home(tmp_path / "home", configs) as settings, _use_tracking_uri(mlflow.get_tracking_uri()):
         summary = run_main_job(settings)
         assert not summary.success
         (fairness,) = [e for e in summary.check_evaluations if e.check_name == "fairness"]

@@ -83,13 +83,13 @@ def content_hash(settings: Settings, config: DatasetConfig, version: str) -> str
     """
     details = model_version(settings, config, version)
     digest = hashlib.sha256()
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     saved = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # no progress bar in `mlops approve`'s output
     try:
         with tempfile.TemporaryDirectory() as folder:
             local = Path(mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{config.registered_model_name}/{version}", dst_path=folder))
+                artifact_uri=f"models:/{config.registered_model_name}/{version}", dst_path=folder,
+                tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri))
             for path in sorted(p for p in local.rglob("*") if p.is_file()):
                 digest.update(str(path.relative_to(local)).encode())
                 digest.update(path.read_bytes())
