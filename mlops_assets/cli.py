@@ -87,8 +87,8 @@ def materialize(verbose: bool) -> None:
     summary = run_main_job(_settings(), log_level="INFO" if verbose else "CRITICAL")
     click.echo(summary.table())
     if not summary.success:
-        raise click.ClickException(f"{summary.first_failure or 'a check failed'} (run {summary.run_id} failed; "
-                                   "`mlops materialize --verbose` prints Dagster's log, `mlops ui` shows it)")
+        raise click.ClickException(f"{summary.first_failure or 'a check failed'}; run {summary.run_id} failed: "
+                                   "`mlops materialize --verbose` prints Dagster's log, `mlops ui` shows it")
     click.echo(f"run {summary.run_id}: success")
 
 

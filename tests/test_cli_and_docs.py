@@ -67,5 +67,5 @@ def test_materialize_on_bad_rows_prints_the_failing_check_with_the_rows(tmp_path
     assert result.returncode == 1
     assert ("check loans/raw_rows:raw_schema failed: 1 of 300 rows invalid in columns ['income']: income: below "
             "the minimum 0: -1.0 (line 6, row_id 4)") in result.stdout
-    assert "step loans__raw_rows failed: loans: raw rows rejected, nothing written (failed: raw_schema)." in result.stdout
+    assert "step loans__raw_rows failed: loans: raw rows rejected by raw_schema; nothing written" in result.stdout
     assert "Traceback" not in result.stderr

@@ -60,8 +60,8 @@ def test_a_header_only_file_fails_raw_rows_and_leaves_the_stored_rows_and_featur
                      "needs at least 10",
         "target_classes": "target 'defaulted' holds no values to learn from",
     }
-    assert summary.step_failures["loans__raw_rows"] == ("loans: raw rows rejected, nothing written (failed: "
-                                                        "row_count, target_classes).")
+    assert summary.step_failures["loans__raw_rows"] == ("loans: raw rows rejected by row_count, target_classes; "
+                                                        "nothing written")
     assert not any(o.materialized for o in summary.outcomes), summary.table()
     # Nothing stored changed: the latest materializations, and the values behind them, are the good run's.
     instance = dg.DagsterInstance.get()
@@ -96,8 +96,8 @@ def test_materialize_prints_the_platform_error_as_one_line_and_the_traceback_onl
     result = materialize()
     assert result.exit_code == 1
     expected = (r"Error: dataset 'loans': source lacks declared columns \['purpose'\]; it has \['income', "
-                r"'debt_ratio', 'years_employed', 'employment_type', 'age_group', 'defaulted'\] \(run [0-9a-f-]+ "
-                r"failed; `mlops materialize --verbose` prints Dagster's log, `mlops ui` shows it\)")
+                r"'debt_ratio', 'years_employed', 'employment_type', 'age_group', 'defaulted'\]; run [0-9a-f-]+ "
+                r"failed: `mlops materialize --verbose` prints Dagster's log, `mlops ui` shows it")
     assert re.fullmatch(expected, result.stderr.strip()), result.stderr
     assert "step loans__raw_rows failed: dataset 'loans': source lacks declared columns ['purpose']" in result.stdout
     for noise in ("Traceback", "Stack Trace", "Error occurred while executing op", "DagsterExecutionStepExecutionError"):
@@ -116,7 +116,7 @@ def test_materialize_on_an_empty_file_says_it_is_empty(loans_home):
     result = materialize()
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: dataset 'loans': source file {configs / 'loans.csv'} is empty "
-                                    "(not even a header) (run ")
+                                    "(not even a header); run ")
     assert "Stack Trace" not in result.output
 
 

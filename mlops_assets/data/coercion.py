@@ -42,40 +42,45 @@ class TypedRows:
 
 def strict_types(frame: pd.DataFrame, config: DatasetConfig) -> TypedRows:
     """Each declared column in its declared type; values that do not fit become findings and missing."""
-    typed = frame.copy()
+    columns = {name: frame[name] for name in frame.columns}
     findings = []
     for name, spec in config.columns.items():
         if name not in frame.columns:
             findings.append(pd.DataFrame([{"column": name, "check": "column missing", "failure_case": repr(name),
                                            "index": None}]))
             continue
-        typed[name], problems = coerce_column(frame[name], spec)
-        bad = problems.notna().to_numpy()
-        if bad.any():
+        columns[name], problems = coerce_column(frame[name], spec)
+        for problem, bad in problems:
             findings.append(pd.DataFrame({
                 "column": name,
-                "check": problems[bad].to_numpy(),
+                "check": problem,
                 "failure_case": [quote(v) for v in frame[name][bad]],
                 "index": frame.index[bad],
             }))
+    typed = pd.DataFrame(columns, index=frame.index)  # built once: assigning column by column re-blocks the frame
     if not findings:
         return TypedRows(typed, pd.DataFrame(columns=FINDING_COLUMNS))
     return TypedRows(typed, pd.concat(findings, ignore_index=True)[FINDING_COLUMNS])
 
 
-def coerce_column(values: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, pd.Series]:
-    """(typed values, the problem of each value that does not fit, else None) for one column."""
+#: A reader's problems: (what is wrong, mask of the values it applies to); empty when every value fits.
+Problems = list[tuple[str, np.ndarray]]
+
+
+def coerce_column(values: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, Problems]:
+    """(typed values, the values that do not fit and why) for one column."""
     readers = {"boolean": _booleans, "integer": _integers, "float": _floats, "datetime": _datetimes}
     return readers.get(spec.type, _strings)(values)
 
 
 def finalize_types(frame: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:
     """Valid rows with plain numpy dtypes where missing values are not allowed (int64, bool)."""
-    out = frame.copy()
-    for name, spec in config.columns.items():
-        if not spec.nullable and spec.type in {"integer", "boolean"}:
-            out[name] = out[name].astype("int64" if spec.type == "integer" else bool)
-    return out
+    plain = {
+        name: frame[name].astype("int64" if spec.type == "integer" else bool)
+        for name, spec in config.columns.items()
+        if not spec.nullable and spec.type in {"integer", "boolean"}
+    }
+    return frame.assign(**plain) if plain else frame
 
 
 def quote(value: object) -> str:
@@ -87,22 +92,22 @@ def quote(value: object) -> str:
     return repr(value)
 
 
-# One reader per column type: (typed values, problem per value or None) ---------------------
+# One reader per column type: (typed values, problems) ----------------------------------------
 
-def _problems(values: pd.Series, mask: np.ndarray | pd.Series, problem: str) -> pd.Series:
-    return pd.Series(np.where(np.asarray(mask, dtype=bool), problem, None), index=values.index, dtype=object)
+def _problems(*pairs: tuple[str, np.ndarray]) -> Problems:
+    return [(problem, np.asarray(mask, dtype=bool)) for problem, mask in pairs if np.any(mask)]
 
 
-def _booleans(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+def _booleans(values: pd.Series) -> tuple[pd.Series, Problems]:
     if types.is_bool_dtype(values.dtype):
-        return values.astype("boolean"), _problems(values, np.zeros(len(values)), "")
+        return values.astype("boolean"), []
     present = values.notna().to_numpy()
     mapping = {v: _boolean_of(v) for v in pd.unique(values[present])}
     mapped = values.map(mapping)
     readable = mapped.notna().to_numpy()
     out = pd.Series(pd.array([None] * len(values), dtype="boolean"), index=values.index)
     out[readable] = mapped[readable].astype(bool)
-    return out, _problems(values, present & ~readable, f"not a boolean ({BOOLEAN_HINT})")
+    return out, _problems((f"not a boolean ({BOOLEAN_HINT})", present & ~readable))
 
 
 def _boolean_of(value: object) -> bool | None:
@@ -125,32 +130,30 @@ def _numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return numbers, values.notna().to_numpy() & np.isnan(numbers)
 
 
-def _floats(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+def _floats(values: pd.Series) -> tuple[pd.Series, Problems]:
     numbers, not_number = _numbers(values)
     infinite = np.isinf(numbers)
     numbers[infinite] = np.nan
-    problems = _problems(values, not_number, "not a number")
-    problems[infinite] = "not a finite number"
-    return pd.Series(numbers, index=values.index), problems
+    return pd.Series(numbers, index=values.index), _problems(("not a number", not_number),
+                                                             ("not a finite number", infinite))
 
 
-def _integers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+def _integers(values: pd.Series) -> tuple[pd.Series, Problems]:
     if types.is_integer_dtype(values.dtype):
-        return values.astype("Int64"), _problems(values, np.zeros(len(values)), "")
+        return values.astype("Int64"), []
     numbers, not_number = _numbers(values)
     with np.errstate(invalid="ignore"):
         not_whole = ~np.isnan(numbers) & ((numbers != np.round(numbers)) | (np.abs(numbers) >= _INT64_LIMIT))
     numbers[not_whole | not_number] = np.nan
-    problems = _problems(values, not_number, "not a number")
-    problems[not_whole] = "not a whole number"
-    return pd.Series(pd.array(numbers, dtype="Float64"), index=values.index).astype("Int64"), problems
+    typed = pd.Series(pd.array(numbers, dtype="Float64"), index=values.index).astype("Int64")
+    return typed, _problems(("not a number", not_number), ("not a whole number", not_whole))
 
 
-def _datetimes(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+def _datetimes(values: pd.Series) -> tuple[pd.Series, Problems]:
     if types.is_datetime64_any_dtype(values.dtype):
         if getattr(values.dt, "tz", None) is not None:
             values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-        return values.astype("datetime64[ns]"), _problems(values, np.zeros(len(values)), "")
+        return values.astype("datetime64[ns]"), []
     # Only text and timestamps count: a bare number is not a date (pandas would read 5 as 5 ns after 1970).
     candidates = values.where(values.map(lambda v: isinstance(v, (str, pd.Timestamp, np.datetime64))))
     try:  # one inferred format, vectorised: the usual case
@@ -158,14 +161,13 @@ def _datetimes(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     except (ValueError, TypeError, OverflowError):  # mixed formats, or some values are not dates
         parsed = pd.to_datetime(candidates, errors="coerce", utc=True, format="mixed")
     parsed = parsed.dt.tz_localize(None).astype("datetime64[ns]")
-    return parsed, _problems(values, values.notna() & parsed.isna(), "not a date/time")
+    return parsed, _problems(("not a date/time", (values.notna() & parsed.isna()).to_numpy()))
 
 
-def _strings(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    no_problem = _problems(values, np.zeros(len(values)), "")
+def _strings(values: pd.Series) -> tuple[pd.Series, Problems]:
+    if types.infer_dtype(values, skipna=True) in {"string", "empty"}:
+        return values, []  # text already (missing values stay missing)
     present = values.notna()
-    if values.dtype == object and present.all() and values.map(type).eq(str).all():
-        return values, no_problem
     out = values.astype(object).where(present, np.nan)
     out[present] = values[present].map(str)
-    return out, no_problem
+    return out, []

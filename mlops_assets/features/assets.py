@@ -94,7 +94,7 @@ def build_feature_assets(config: DatasetConfig) -> list[dg.AssetsDefinition]:
             yield rule_check_result(rule)
         if not verdict.passed:
             raise dg.Failure(
-                description=f"{name}: raw rows rejected, nothing written (failed: {', '.join(verdict.failed_checks)}).",
+                description=f"{name}: raw rows rejected by {', '.join(verdict.failed_checks)}; nothing written",
                 metadata={"failed_checks": verdict.failed_checks, "failing_columns": verdict.schema.failing_columns},
             )
         valid = verdict.valid
