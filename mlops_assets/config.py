@@ -191,6 +191,9 @@ class DatasetConfig(_Strict):
         target = self.columns[self.target]
         if target.values is not None and len(target.values) != 2:
             raise ValueError(f"target {self.target!r} must be binary: values lists {target.values}")
+        if target.nullable:
+            raise ValueError(f"target {self.target!r} cannot be nullable: a row without a label can be neither "
+                             "learned from nor evaluated (leave such rows out of the source)")
         self._check_positive_class(target)
         return self
 
@@ -273,7 +276,9 @@ def zero_one(values: list) -> bool:
     return all(not isinstance(v, str) and v in (0, 1) for v in values)
 
 
-def load_dataset_config(path: str | Path) -> DatasetConfig:
+def load_dataset_config(path: str | Path, require_source: bool = True) -> DatasetConfig:
+    """The config in ``path``, checked; ``require_source=False`` for processes that never read the rows
+    (the prediction service, whose Bento ships the configs but not the training data)."""
     path = Path(path)
     try:
         raw = yaml.load(path.read_text(), Loader=_Yaml12Loader)
@@ -288,7 +293,7 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
             f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"{path}: {problems}") from exc
-    if config.source.path is not None and not config.resolve_source_path().is_file():
+    if require_source and config.source.path is not None and not config.resolve_source_path().is_file():
         raise ConfigError(
             f"{path}: source.path: {config.resolve_source_path()} does not exist "
             "(a relative path is relative to the config's folder)"
@@ -296,13 +301,13 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
     return config
 
 
-def load_dataset_configs(location: str | Path) -> list[DatasetConfig]:
+def load_dataset_configs(location: str | Path, require_source: bool = True) -> list[DatasetConfig]:
     """One config file, or every ``*.yaml`` in a folder; dataset names must be unique."""
     location = Path(location)
     files = sorted(location.glob("*.yaml")) if location.is_dir() else [location]
     if not files:
         raise ConfigError(f"{location}: no dataset config (*.yaml) found")
-    configs = [load_dataset_config(f) for f in files]
+    configs = [load_dataset_config(f, require_source) for f in files]
     names = [c.name for c in configs]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:

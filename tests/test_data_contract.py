@@ -180,6 +180,14 @@ def test_the_target_must_hold_two_classes_and_a_known_positive_one(tmp_path, tar
     assert verdict.failed_checks == ["target_classes"]
 
 
+def test_a_target_with_gaps_is_refused_when_the_config_loads(tmp_path):
+    config = YES_NO_TARGET.replace("defaulted: {type: categorical}", "defaulted: {type: categorical, nullable: yes}")
+    path = write_dataset(tmp_path, GOOD_ROWS, config % "positive_class: yes")
+    with pytest.raises(ConfigError, match=r"target 'defaulted' cannot be nullable: a row without a label can be "
+                                          r"neither learned from nor evaluated \(leave such rows out of the source\)"):
+        load_dataset_config(path)
+
+
 def test_a_zero_one_target_needs_no_positive_class(tmp_path):
     config = YES_NO_TARGET.replace("defaulted: {type: categorical}", "defaulted: {type: integer}")
     rows = [",".join(r.split(",")[:-1] + [str(i % 2)]) for i, r in enumerate(GOOD_ROWS)]
@@ -214,6 +222,13 @@ def test_a_source_path_that_does_not_exist_is_a_config_error(tmp_path):
         load_dataset_config(path)
     assert str(error.value) == (f"{path}: source.path: {tmp_path / 'data' / 'loans.csv'} does not exist "
                                 "(a relative path is relative to the config's folder)")
+
+
+def test_the_prediction_service_loads_a_config_whose_training_file_is_not_there(tmp_path):
+    # A Bento ships the configs, not the training data; serving never reads the rows.
+    path = tmp_path / "loans.yaml"
+    path.write_text(yaml.safe_dump(loans_with_sensitive_flag()))
+    assert load_dataset_config(path, require_source=False).name == "loans"
 
 
 def test_an_empty_source_file_is_a_source_error(tmp_path):
