@@ -11,10 +11,12 @@ import re
 from pathlib import Path
 
 import dagster as dg
+import mlflow
 import pytest
 import yaml
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from mlops_assets.cli import main
 from mlops_assets.pipeline.runs import load_definitions, run_main_job
@@ -31,7 +33,7 @@ def stored_loans(tmp_path_factory: pytest.TempPathFactory):
     """(home, configs folder, run id that stored raw_rows and features) after one good run of those two."""
     folder = tmp_path_factory.mktemp("contract")
     configs, home = write_loans(folder / "configs", make_loans(300)), folder / "home"
-    with use_home(home, configs) as settings:
+    with use_home(home, configs) as settings, _use_tracking_uri(mlflow.get_tracking_uri()):
         job = load_definitions(settings).resolve_implicit_global_asset_job_def()
         result = job.execute_in_process(instance=dg.DagsterInstance.get(), asset_selection=STORED)  # nothing trained
         assert result.success
@@ -41,7 +43,9 @@ def stored_loans(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture
 def loans_home(stored_loans):
     home, configs, good_run = stored_loans
-    with use_home(home, configs) as settings:
+    # A run points MLflow's process-wide tracking URI at its home; later modules (the shared churn home)
+    # rely on theirs, so it is put back as it was.
+    with use_home(home, configs) as settings, _use_tracking_uri(mlflow.get_tracking_uri()):
         yield settings, configs, good_run
 
 
