@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from mlops_assets.errors import PlatformError
 from mlops_assets.pipeline.jobs import MAIN_JOB
 from mlops_assets.settings import PROJECT_ROOT, Settings
+
+if TYPE_CHECKING:  # the type of a step's error; Dagster does not export it publicly
+    from dagster._utils.error import SerializableErrorInfo
 
 
 def load_definitions(settings: Settings) -> dg.Definitions:
@@ -35,6 +41,11 @@ class RunSummary:
     outcomes: list[StepOutcome]
     check_evaluations: list[dg.AssetCheckEvaluation]
     step_failures: dict[str, str]
+
+    @property
+    def first_failure(self) -> str | None:
+        """The first failed step's message (the platform's own one-line error where one was raised)."""
+        return next(iter(self.step_failures.values()), None)
 
     def table(self) -> str:
         """One line per asset, then what failed and why: enough to act on without opening the UI."""
@@ -69,7 +80,40 @@ def run_main_job(settings: Settings, instance: dg.DagsterInstance | None = None,
     outcomes = [StepOutcome(k.to_user_string(), k in materialized, checks.get(k, {})) for k in keys]
     failures = {
         event.step_key: (event.step_failure_data.user_failure_data.description
-                         if event.step_failure_data.user_failure_data else event.step_failure_data.error.message.strip())
+                         if event.step_failure_data.user_failure_data else error_message(event.step_failure_data.error))
         for event in result.get_step_failure_events()
     }
     return RunSummary(result.run_id, result.success, outcomes, evaluations, failures)
+
+
+def error_message(error: SerializableErrorInfo | None) -> str:
+    """What a person needs from a failed step: the platform's own message, not Dagster's wrapper around it.
+
+    Dagster reports "Error occurred while executing op ..." and keeps the real exception as its
+    cause. The first :class:`PlatformError` in that chain is the message written for people; failing
+    that, the root cause, named by its class (the traceback is in Dagster's log: ``--verbose``).
+    """
+    chain: list[SerializableErrorInfo] = []
+    while error is not None and len(chain) < 20:
+        chain.append(error)
+        error = error.cause or error.context
+    if not chain:
+        return "failed without an error message"
+    platform = _subclass_names(PlatformError)
+    for link in chain:
+        if link.cls_name in platform:
+            return _without_class(link.message)
+    root = chain[-1]
+    return f"{root.cls_name}: {_without_class(root.message)}"
+
+
+def _subclass_names(cls: type) -> set[str]:
+    names = {cls.__name__}
+    for sub in cls.__subclasses__():
+        names |= _subclass_names(sub)
+    return names
+
+
+def _without_class(message: str) -> str:
+    """``module.SourceError: text`` -> ``text``."""
+    return re.sub(r"^[\w.]+: ", "", message.strip(), count=1)
