@@ -83,13 +83,14 @@ def content_hash(settings: Settings, config: DatasetConfig, version: str) -> str
     """
     details = model_version(settings, config, version)
     digest = hashlib.sha256()
+    # The artifact store location, resolved by this home's client: no process-wide MLflow URI involved
+    # (mlflow.set_tracking_uri also rewrites MLFLOW_TRACKING_URI in the environment).
+    location = client(settings).get_model_version_download_uri(config.registered_model_name, str(version))
     saved = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # no progress bar in `mlops approve`'s output
     try:
         with tempfile.TemporaryDirectory() as folder:
-            local = Path(mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{config.registered_model_name}/{version}", dst_path=folder,
-                tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri))
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=folder))
             for path in sorted(p for p in local.rglob("*") if p.is_file()):
                 digest.update(str(path.relative_to(local)).encode())
                 digest.update(path.read_bytes())
@@ -100,6 +101,19 @@ def content_hash(settings: Settings, config: DatasetConfig, version: str) -> str
             os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = saved
     digest.update(details.tags.get("decision_threshold", "").encode())
     return digest.hexdigest()
+
+
+def _run_tags(settings: Settings, run_id: str) -> dict[str, str]:
+    try:
+        return client(settings).get_run(run_id).data.tags
+    except MlflowException:
+        return {}
+
+
+def fairness_state(settings: Settings, details) -> str | None:
+    """passed / failed / not judged: on the version, or on the run it was trained in (checked before it was
+    registered)."""
+    return details.tags.get(FAIRNESS_TAG) or _run_tags(settings, details.run_id).get(FAIRNESS_TAG)
 
 
 def version_author(settings: Settings, config: DatasetConfig, version: str) -> str | None:
@@ -258,9 +272,10 @@ def require_promotion_allowed(settings: Settings, config: DatasetConfig, version
     """
     model = config.registered_model_name
     details = model_version(settings, config, version)
-    if details.tags.get(FAIRNESS_TAG) == "failed":
+    if fairness_state(settings, details) == "failed":
+        verdict = details.tags.get(FAIRNESS_VERDICT_TAG) or _run_tags(settings, details.run_id).get(FAIRNESS_VERDICT_TAG)
         raise PromotionRefused(f"{model} v{version} cannot be promoted: it failed its fairness check "
-                               f"({details.tags.get(FAIRNESS_VERDICT_TAG, 'see its model card')})")
+                               f"({verdict or 'see its model card'})")
     policy = roles_policy(config)
     if policy is None or not policy.required:
         return

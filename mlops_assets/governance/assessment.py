@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow.sklearn
 import numpy as np
 import pandas as pd
 
@@ -41,6 +42,13 @@ def version_folder(settings: Settings, config: DatasetConfig, version: str) -> P
     return folder
 
 
+def run_folder(settings: Settings, config: DatasetConfig, run_id: str) -> Path:
+    """Evidence measured before a version exists (the fairness check runs on the logged model) lives by run."""
+    folder = settings.dataset_reports(config.name) / "runs" / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def split_description(config: DatasetConfig) -> str:
     """What the split did, in words (by event time, or by file order when there is none)."""
     shares = f"{1 - config.split.validation - config.split.test:.0%} / {config.split.validation:.0%} / {config.split.test:.0%}"
@@ -57,7 +65,8 @@ class VersionUnderTest:
     """A registered version and the rows it is judged on."""
 
     config: DatasetConfig
-    version: str
+    version: str | None  # None while the model is logged but not yet registered
+    run_id: str
     model: RawInputModel
     threshold: float
     train: pd.DataFrame
@@ -69,10 +78,23 @@ class VersionUnderTest:
 def version_under_test(settings: Settings, config: DatasetConfig, version: str,
                        training_set: pd.DataFrame) -> VersionUnderTest:
     served = load_version(settings, config, version)
-    model = RawInputModel(served.pipeline, config)
+    return _subject(config, str(version), served.run_id, served.pipeline, served.decision_threshold, training_set)
+
+
+def model_under_test(settings: Settings, config: DatasetConfig, model, training_set: pd.DataFrame) -> VersionUnderTest:
+    """The ``model`` asset's value, registered (``version``) or only logged (``model_uri``): both carry
+    ``run_id`` and ``decision_threshold``."""
+    version = getattr(model, "version", None)
+    if version is not None:
+        return version_under_test(settings, config, version, training_set)
+    pipeline = mlflow.sklearn.load_model(model.model_uri)
+    return _subject(config, None, model.run_id, pipeline, float(model.decision_threshold), training_set)
+
+
+def _subject(config, version, run_id, pipeline, threshold, training_set) -> VersionUnderTest:
+    model = RawInputModel(pipeline, config)
     test = split_frame(training_set, "test").reset_index(drop=True)
-    return VersionUnderTest(config, str(version), model, served.decision_threshold,
-                            split_frame(training_set, "train"), test,
+    return VersionUnderTest(config, version, run_id, model, threshold, split_frame(training_set, "train"), test,
                             binary_target(test, config).to_numpy(), model.score_rows(test))
 
 
@@ -82,6 +104,12 @@ def _write_json(path: Path, payload: dict) -> None:
 
 def read_evidence(settings: Settings, config: DatasetConfig, version: str, name: str) -> dict | None:
     path = settings.dataset_reports(config.name) / f"v{version}" / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def read_fairness(settings: Settings, config: DatasetConfig, run_id: str) -> dict | None:
+    """The fairness evidence of the run a version was trained in (plot paths relative to the reports folder)."""
+    path = settings.dataset_reports(config.name) / "runs" / run_id / "fairness.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -116,25 +144,25 @@ def measure_metrics(settings: Settings, subject: VersionUnderTest, training_set:
 
 
 def measure_fairness(settings: Settings, subject: VersionUnderTest) -> FairnessReport:
-    """The fairness report, its plots, and the verdict as version tags (promotion reads ``fairness``)."""
+    """The fairness report and its plots (by training run), and the verdict as tags on the run (and on the
+    version once it exists): promotion reads them."""
     started = time.perf_counter()
     config = subject.config
     report = assess_fairness(subject.test, subject.y, subject.scores, subject.threshold, config)
-    folder = version_folder(settings, config, subject.version)
+    folder = run_folder(settings, config, subject.run_id)
     files = {}
     for attribute in report.groups["attribute"].unique():
         name = "fairness_" + attribute.replace(" × ", "_x_") + ".png"
         (folder / name).write_bytes(plots.fairness_bars(report.groups, attribute, report.confidence))
-        files[attribute] = name
+        files[attribute] = f"runs/{subject.run_id}/{name}"
     payload = {**report.to_dict(), "plots": files, "seconds": round(time.perf_counter() - started, 3)}
     _write_json(folder / "fairness.json", payload)
+    verdict = ("passed" if report.passed else "failed") if report.judged else "not judged"
     tracking = client(settings)
-    verdict = "passed" if report.passed else "failed"
-    if not report.judged:
-        verdict = "not judged"
-    tracking.set_model_version_tag(config.registered_model_name, subject.version, FAIRNESS_TAG, verdict)
-    tracking.set_model_version_tag(config.registered_model_name, subject.version, FAIRNESS_VERDICT_TAG,
-                                   report.verdict()[:4000])
+    for key, value in ((FAIRNESS_TAG, verdict), (FAIRNESS_VERDICT_TAG, report.verdict()[:4000])):
+        tracking.set_tag(subject.run_id, key, value)
+        if subject.version is not None:
+            tracking.set_model_version_tag(config.registered_model_name, subject.version, key, value)
     return report
 
 

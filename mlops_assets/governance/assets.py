@@ -23,6 +23,8 @@ from mlops_assets.governance.assessment import (
     measure_explanations,
     measure_fairness,
     measure_metrics,
+    model_under_test,
+    run_folder,
     version_folder,
     version_under_test,
 )
@@ -33,7 +35,6 @@ from mlops_assets.governance.model_card import write_card
 from mlops_assets.markdown import markdown_table, png_markdown
 from mlops_assets.settings import Settings
 from mlops_assets.training.evaluation import Evaluation
-from mlops_assets.training.registry import RegisteredModel
 
 GROUP = "governance"
 
@@ -63,13 +64,15 @@ def build_governance_assets(config: DatasetConfig, settings: Settings) -> list:
            + ", ".join(f"{k} {v:g}" for k, v in fairness_limits.items()) + " is broken."
            if fairness_limits else "measured only; no thresholds configured (governance.fairness)."),
     )
-    def fairness(model: RegisteredModel, training_set: pd.DataFrame) -> dg.AssetCheckResult:
+    def fairness(model, training_set: pd.DataFrame) -> dg.AssetCheckResult:
+        # ``model`` is registered (a version) or only logged (registered after evaluation): both carry a run.
         try:
-            subject = version_under_test(settings, config, model.version, training_set)
+            subject = model_under_test(settings, config, model, training_set)
             report = measure_fairness(settings, subject)
         except PlatformError as exc:  # a check that raises records nothing: say what went wrong instead
             return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, description=str(exc))
-        folder = version_folder(settings, config, model.version)
+        folder = run_folder(settings, config, subject.run_id)
+        label = f"v{subject.version}" if subject.version else f"run {subject.run_id}"
         disparities = pd.DataFrame([{"attributes": d.attribute, "measure": d.measure, "value": round(d.value, 4),
                                      "interval": f"{d.low:.3f} to {d.high:.3f}", "limit": d.limit,
                                      "result": {True: "pass", False: "FAIL", None: "-"}[d.passed]}
@@ -79,9 +82,9 @@ def build_governance_assets(config: DatasetConfig, settings: Settings) -> list:
         return dg.AssetCheckResult(
             passed=report.passed,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=f"v{model.version}: {report.verdict()}",
+            description=f"{label}: {report.verdict()}",
             metadata={
-                "model_version": model.version,
+                "model": label,
                 "verdict": report.verdict(),
                 "disparities": dg.MetadataValue.md(markdown_table(disparities)) if len(disparities) else "none",
                 "flagged_groups": dg.MetadataValue.int(len(flagged)),

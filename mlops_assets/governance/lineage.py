@@ -17,7 +17,7 @@ import dagster as dg
 from mlflow.exceptions import MlflowException
 
 from mlops_assets.config import DatasetConfig
-from mlops_assets.governance.approvals import FAIRNESS_TAG, model_version, version_approval_state
+from mlops_assets.governance.approvals import fairness_state, model_version, version_approval_state
 from mlops_assets.governance.gates import gate_results
 from mlops_assets.settings import Settings
 from mlops_assets.training.registry import client
@@ -148,7 +148,7 @@ def version_lineage(settings: Settings, config: DatasetConfig, version: str,
     checks = {g["name"]: {True: "passed", False: "FAILED", None: "not measured"}[g["passed"]]
               + f" ({g['metric']} {g['measured']:.4g} vs {g['threshold']:g})"
               for g in gate_results(config, tags, _test_metrics(settings, details.run_id))}
-    checks["fairness"] = tags.get(FAIRNESS_TAG, "not assessed")
+    checks["fairness"] = fairness_state(settings, details) or "not assessed"
     if with_approvals:
         checks["approvals"] = version_approval_state(settings, config, version).summary()
     stages.append(LineageStage("gates, fairness and approvals", checks))

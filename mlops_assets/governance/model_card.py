@@ -23,8 +23,8 @@ from pathlib import Path
 import dagster as dg
 
 from mlops_assets.config import DatasetConfig
-from mlops_assets.governance.approvals import model_version, version_approval_state
-from mlops_assets.governance.assessment import read_evidence, split_description, version_folder
+from mlops_assets.governance.approvals import fairness_state, model_version, version_approval_state
+from mlops_assets.governance.assessment import read_evidence, read_fairness, split_description, version_folder
 from mlops_assets.governance.gates import gate_results
 from mlops_assets.governance.human_sections import MISSING, SECTIONS, load_human_sections
 from mlops_assets.governance.lineage import alias_history, version_lineage
@@ -32,7 +32,7 @@ from mlops_assets.settings import Settings
 
 _METRIC_ORDER = ("roc_auc", "pr_auc", "log_loss", "brier", "accuracy", "precision", "recall", "f1")
 #: Version tags that carry a warning about the version (the experiments system writes the threshold one).
-WARNING_TAG_PREFIXES = ("warning", "threshold_warning")
+WARNING_TAG_PREFIXES = ("decision_threshold_warning", "threshold_warning", "warning")
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -78,7 +78,7 @@ def build_card(settings: Settings, config: DatasetConfig, version: str,
     details = model_version(settings, config, version)
     tags = details.tags
     metrics = read_evidence(settings, config, version, "metrics.json")
-    fairness = read_evidence(settings, config, version, "fairness.json")
+    fairness = read_fairness(settings, config, details.run_id)
     explanations = read_evidence(settings, config, version, "explanations.json")
     human = load_human_sections(config)
     approvals = version_approval_state(settings, config, version)
@@ -103,7 +103,7 @@ def build_card(settings: Settings, config: DatasetConfig, version: str,
     sections.append(("out_of_scope", SECTIONS["out_of_scope"], _human("out_of_scope", human)))
 
     data_blocks = [_list([
-        f"**Target:** `{config.target}` (positive class: the second of its values, or 1)",
+        f"**Target:** `{config.target}` (positive class: {config.positive_label})",
         f"**Features ({len(config.model_features)}):** " + ", ".join(f"`{f}`" for f in config.model_features),
         "**Sensitive attributes (not model inputs unless listed above):** "
         + (", ".join(f"`{s}`" for s in config.sensitive_attributes) or "none declared"),
@@ -184,7 +184,7 @@ def build_card(settings: Settings, config: DatasetConfig, version: str,
                                                 ("explanations", explanations)) if e is None],
             "complete": complete,
             "approval_state": approvals.status,
-            "fairness": tags.get("fairness", "not assessed"),
+            "fairness": fairness_state(settings, details) or "not assessed",
             "gates_failed": [g["name"] for g in gates if g["passed"] is False],
             "warnings": warnings,
             "seconds": {n: e.get("seconds") for n, e in (("metrics", metrics), ("fairness", fairness),
@@ -393,8 +393,13 @@ def write_card(settings: Settings, config: DatasetConfig, version: str,
     card = build_card(settings, config, version, instance)
     folder = version_folder(settings, config, version)
 
+    def locate(file: str) -> Path:
+        # Plots of the version sit beside the card; fairness plots under runs/<run_id>/ (measured before the
+        # version existed), named relative to the dataset's reports folder.
+        return folder.parent / file if file.startswith("runs/") else folder / file
+
     def read(file: str) -> bytes | None:
-        path = folder / file
+        path = locate(file)
         return path.read_bytes() if path.exists() else None
 
     def data_uri(file: str) -> str | None:
@@ -402,7 +407,8 @@ def write_card(settings: Settings, config: DatasetConfig, version: str,
         return "data:image/png;base64," + base64.b64encode(data).decode() if data else None
 
     markdown = folder / "model_card.md"
-    markdown.write_text(render_markdown(card, lambda f: f if (folder / f).exists() else None))
+    markdown.write_text(render_markdown(card, lambda f: (f"../{f}" if f.startswith("runs/") else f)
+                                        if locate(f).exists() else None))
     page = folder / "model_card.html"
     page.write_text(render_html(card, read))
     document = folder / "model_card.json"
