@@ -13,6 +13,7 @@ import click
 import dagster as dg
 
 from mlops_assets.errors import PlatformError
+from mlops_assets.pipeline.commands import promote
 from mlops_assets.settings import PROJECT_ROOT, Settings
 
 # dagster-mlflow is marked beta by Dagster; it is the integration the design chose, so say it once, in the docs.
@@ -83,9 +84,10 @@ def materialize() -> None:
 
     summary = run_main_job(_settings())
     click.echo(summary.table())
+    click.echo(summary.models_table())
     if not summary.success:
-        raise click.ClickException(f"run {summary.run_id} failed; `mlops ui` shows its logs")
-    click.echo(f"run {summary.run_id}: success")
+        raise click.ClickException(f"run {summary.run_id} failed after {summary.duration:.1f} s; `mlops ui` shows its logs")
+    click.echo(f"run {summary.run_id}: success in {summary.duration:.1f} s")
 
 
 @main.command()
@@ -120,6 +122,8 @@ def mlflow_ui(port: int) -> None:
            "--default-artifact-root", settings.mlflow_artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port)],
           settings)
 
+
+main.add_command(promote)
 
 if __name__ == "__main__":
     main()
