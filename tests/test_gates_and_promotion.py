@@ -197,7 +197,13 @@ def release_home(tmp_path_factory):
                   "promote": CliRunner().invoke(main, ["promote", "loans_model", "1", "--reason", "try anyway"])}
     good = loans_configs(root / "good", 0.5)
     second, third = materialize(home, good), materialize(home, good)
-    return {"home": home, "configs": good, "impossible": impossible, "before": before, "runs": (second, third)}
+    with use_home(home, good) as settings:
+        client = MlflowClient(settings.mlflow_tracking_uri)
+        after = {"aliases": {a: str(client.get_model_version_by_alias("loans_model", a).version)
+                             for a in ("champion", "previous")},
+                 "champion": latest_metadata(["loans", "champion"])}
+    return {"home": home, "configs": good, "impossible": impossible, "before": before, "runs": (second, third),
+            "after": after}
 
 
 def _no_champion(settings, config) -> str:
@@ -225,6 +231,8 @@ def test_an_impossible_gate_fails_the_run_and_materialize_says_which_gate_and_wh
     assert result.exit_code == 1
     assert re.search(r"check loans/evaluation:gate_min_roc_auc failed: min_roc_auc \(0\.\d+ < 0\.999\) FAILED; "
                      r"v1 will not become champion", result.output)
+    assert ("  step loans__gates failed: a blocking check failed (see above), so the steps after it did not run\n"
+            in result.output)
     assert re.search(r"  loans_model v1: test roc_auc 0\.\d{4}, pr_auc", result.output)
     assert re.search(r"    gates: min_roc_auc FAILED: 0\.\d+ < 0\.999\n", result.output)
     assert "    champion: not decided in this run (the champion step did not run)" in result.output
@@ -264,11 +272,8 @@ def test_a_newer_version_at_least_as_good_on_the_same_rows_replaces_the_champion
     assert re.search(r"    champion: v3 \(v3 ROC AUC (0\.\d{4}) >= champion v2's \1 on the same \d+ test rows\)",
                      third.output)
     assert re.search(r"run [0-9a-f-]+: success in \d+\.\d s", third.output)
-    with use_home(release_home["home"], release_home["configs"]) as settings:
-        client = MlflowClient(settings.mlflow_tracking_uri)
-        assert str(client.get_model_version_by_alias("loans_model", "champion").version) == "3"
-        assert str(client.get_model_version_by_alias("loans_model", "previous").version) == "2"
-        champion = latest_metadata(["loans", "champion"])
+    assert release_home["after"]["aliases"] == {"champion": "3", "previous": "2"}
+    champion = release_home["after"]["champion"]
     assert champion["champion_version"] == "3" and champion["promoted"] is True
     assert champion["aliases"] == {"champion": "3", "challenger": None, "previous": "2"}
     assert "| champion | set | 3 | 2 | dagster run" in champion["alias_history"]
@@ -283,14 +288,27 @@ def test_promote_by_hand_rolls_back_records_who_when_why_and_shows_it_on_the_cha
         client = MlflowClient(settings.mlflow_tracking_uri)
         aliases = {a: str(client.get_model_version_by_alias("loans_model", a).version) for a in ("champion", "previous")}
         tags = client.get_model_version("loans_model", "2").tags
-        observation = dg.DagsterInstance.get().fetch_observations(dg.AssetKey(["loans", "champion"]), limit=1)
+        metadata = latest_metadata(["loans", "champion"])
     user = current_user()
     assert result.exit_code == 0, result.output
     assert result.output == f"loans_model: previous -> v3 (was v2); champion -> v2 (was v3) by {user}: rollback drill\n"
     assert aliases == {"champion": "2", "previous": "3"}
     assert (tags["alias.champion.set_by"], tags["alias.champion.set_reason"]) == (user, "rollback drill")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", tags["alias.champion.set_at"])
-    metadata = {k: v.value for k, v in observation.records[0].asset_observation.metadata.items()}
-    assert metadata["moved_by_hand"] == result.output.strip()
+    assert (metadata["moved_by_hand"], metadata["champion_version"]) == (result.output.strip(), "2")
+    assert metadata["aliases"] == {"champion": "2", "challenger": None, "previous": "3"}
     assert metadata["alias_moves"] == 5  # v2 champion; v2 previous + v3 champion; v3 previous + v2 champion
     assert f"| champion | set | 2 | 3 | {user} | rollback drill |" in metadata["alias_history"]
+
+    # Then an A/B: v3 as challenger, and the challenger promoted to champion gives up its challenger alias.
+    with use_home(release_home["home"], release_home["configs"]) as settings:
+        challenger = CliRunner().invoke(main, ["promote", "loans", "3", "--alias", "challenger", "--reason", "A/B"])
+        twice = CliRunner().invoke(main, ["promote", "loans_model", "2", "--alias", "challenger", "--reason", "x"])
+        winner = CliRunner().invoke(main, ["promote", "loans_model", "3", "--reason", "won the A/B"])
+        final = latest_metadata(["loans", "champion"])["aliases"]
+    assert challenger.output == f"loans_model: challenger -> v3 by {user}: A/B\n"
+    assert twice.exit_code == 1
+    assert twice.output == "Error: loans_model v2 is the champion: it cannot also be its challenger\n"
+    assert winner.output == (f"loans_model: previous -> v2 (was v3); champion -> v3 (was v2); challenger removed from "
+                             f"v3 by {user}: won the A/B\n")
+    assert final == {"champion": "3", "challenger": None, "previous": "2"}

@@ -28,15 +28,23 @@ def config_for_model(configs: list[DatasetConfig], model: str) -> DatasetConfig:
 
 
 def report_alias_moves(settings: Settings, config: DatasetConfig, summary: str) -> None:
-    """Show the move on the champion asset in the Dagster UI: an observation carrying the alias history."""
+    """Record the move on the champion asset in the Dagster UI, as a materialization made outside a run.
+
+    The asset is the alias state, and it just changed: its page then shows who holds each
+    alias and the whole history, not the last pipeline run's (stale) view.
+    """
+    from mlops_assets.pipeline.aliases import aliases
     from mlops_assets.pipeline.assets import alias_metadata
     from mlops_assets.training.registry import CHAMPION
 
     instance = dg.DagsterInstance.get()
-    instance.report_runless_asset_event(dg.AssetObservation(
+    instance.report_runless_asset_event(dg.AssetMaterialization(
         asset_key=dg.AssetKey([config.name, CHAMPION]),
         description=summary,
-        metadata={"moved_by_hand": dg.MetadataValue.text(summary), **alias_metadata(settings, config)},
+        metadata={"moved_by_hand": dg.MetadataValue.text(summary),
+                  "champion_version": dg.MetadataValue.text(aliases(settings, config)[CHAMPION] or "none"),
+                  **alias_metadata(settings, config),
+                  "registered_model": config.registered_model_name},
     ))
 
 
@@ -51,8 +59,8 @@ def promote(model: str, version: str, alias: str, reason: str) -> None:
 
     The old champion becomes `previous` (the rollback target: promote it again to roll
     back). A version that failed a quality gate cannot take either alias. The move is
-    recorded on the version (alias.<alias>.set_by/_at/_reason, alias_history) and shown
-    on the champion asset in the Dagster UI.
+    recorded on the version (alias.<alias>.set_by/_at/_reason, alias_history) and on the
+    champion asset in the Dagster UI.
     """
     from mlops_assets.pipeline.aliases import current_user, move_alias
 

@@ -137,14 +137,20 @@ def run_main_job(settings: Settings, instance: dg.DagsterInstance | None = None,
         checks.setdefault(evaluation.asset_key, {})[evaluation.check_name] = evaluation.passed
     keys = sorted(definitions.resolve_asset_graph().get_all_asset_keys(), key=lambda k: k.to_user_string())
     outcomes = [StepOutcome(k.to_user_string(), k in materialized, checks.get(k, {})) for k in keys]
-    failures = {
-        event.step_key: (event.step_failure_data.user_failure_data.description
-                         if event.step_failure_data.user_failure_data else event.step_failure_data.error.message.strip())
-        for event in result.get_step_failure_events()
-    }
+    failures = {event.step_key: _failure_message(event) for event in result.get_step_failure_events()}
     models = model_reports(load_dataset_configs(settings.configs), result)
     return RunSummary(result.run_id, result.success, outcomes, evaluations, failures, models,
                       time.perf_counter() - started)
+
+
+def _failure_message(event: dg.DagsterEvent) -> str:
+    data = event.step_failure_data
+    if data.user_failure_data:
+        return data.user_failure_data.description
+    if data.error and data.error.cls_name == "DagsterAssetCheckFailedError":
+        # Dagster's own text repeats the check lines above across two lines.
+        return "a blocking check failed (see above), so the steps after it did not run"
+    return data.error.message.strip()
 
 
 def model_reports(configs: list[DatasetConfig], result) -> list[ModelReport]:
