@@ -78,15 +78,20 @@ def demo() -> None:
 
 
 @main.command()
-def materialize() -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Print Dagster's log of the run, tracebacks included.")
+def materialize(verbose: bool) -> None:
     """Materialize every asset of every dataset once (the main job), in this process."""
+    if not verbose:  # the summary below says what failed; Dagster's log repeats each traceback several times
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is first imported
     from mlops_assets.pipeline.runs import run_main_job
 
-    summary = run_main_job(_settings())
+    summary = run_main_job(_settings(), log_level="INFO" if verbose else "CRITICAL")
     click.echo(summary.table())
     click.echo(summary.models_table())
     if not summary.success:
-        raise click.ClickException(f"run {summary.run_id} failed after {summary.duration:.1f} s; `mlops ui` shows its logs")
+        raise click.ClickException(f"{summary.first_failure or 'a check failed'}; run {summary.run_id} failed after "
+                                   f"{summary.duration:.1f} s: `mlops materialize --verbose` prints Dagster's log, "
+                                   "`mlops ui` shows it")
     click.echo(f"run {summary.run_id}: success in {summary.duration:.1f} s")
 
 

@@ -66,7 +66,7 @@ def test_materialize_on_bad_rows_prints_the_failing_check_with_the_rows(tmp_path
     env = {"PATH": "/usr/bin:/bin", "MLOPS_HOME": str(tmp_path / "home"), "MLOPS_CONFIGS": str(configs)}
     result = run(MLOPS, "materialize", env=env)
     assert result.returncode == 1
-    assert "check loans/raw_rows:raw_schema failed: 1 of 300 rows invalid in columns ['income']" in result.stdout
-    assert "rows: 4" in result.stdout
-    assert "step loans__raw_rows failed: loans: raw rows rejected, nothing written." in result.stdout
+    assert ("check loans/raw_rows:raw_schema failed: 1 of 300 rows invalid in columns ['income']: income: below "
+            "the minimum 0: -1.0 (line 6, row_id 4)") in result.stdout
+    assert "step loans__raw_rows failed: loans: raw rows rejected by raw_schema; nothing written" in result.stdout
     assert "Traceback" not in result.stderr

@@ -31,7 +31,7 @@ def test_main_job_materializes_every_asset_and_passes_every_check(in_home):
     outcomes = {o.asset: o for o in summary.outcomes}
     assert sorted(outcomes) == sorted(f"churn/{a}" for a in ASSETS)
     assert all(o.materialized for o in outcomes.values()), summary.table()
-    assert outcomes["churn/raw_rows"].checks == {"raw_schema": True}
+    assert outcomes["churn/raw_rows"].checks == {"raw_schema": True, "row_count": True, "target_classes": True}
     assert outcomes["churn/features"].checks == {"feature_schema": True}
 
 

@@ -9,9 +9,11 @@ code server and no run worker to start.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -25,8 +27,12 @@ from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.workspace.load import location_origins_from_yaml_paths
 
 from mlops_assets.config import DatasetConfig, load_dataset_configs
+from mlops_assets.errors import PlatformError
 from mlops_assets.pipeline.jobs import MAIN_JOB
 from mlops_assets.settings import PROJECT_ROOT, Settings
+
+if TYPE_CHECKING:  # the type of a step's error; Dagster does not export it publicly
+    from dagster._utils.error import SerializableErrorInfo
 
 WORKSPACE = PROJECT_ROOT / "workspace.yaml"
 
@@ -87,6 +93,11 @@ class RunSummary:
         """Each model's headline test metrics, gate verdicts and champion decision."""
         return "\n".join(line for report in self.models for line in report.lines())
 
+    @property
+    def first_failure(self) -> str | None:
+        """The first failed step's message (the platform's own one-line error where one was raised)."""
+        return next(iter(self.step_failures.values()), None)
+
     def table(self) -> str:
         """One line per asset, then what failed and why: enough to act on without opening the UI."""
         lines = []
@@ -137,20 +148,25 @@ def run_main_job(settings: Settings, instance: dg.DagsterInstance | None = None,
         checks.setdefault(evaluation.asset_key, {})[evaluation.check_name] = evaluation.passed
     keys = sorted(definitions.resolve_asset_graph().get_all_asset_keys(), key=lambda k: k.to_user_string())
     outcomes = [StepOutcome(k.to_user_string(), k in materialized, checks.get(k, {})) for k in keys]
-    failures = {event.step_key: _failure_message(event) for event in result.get_step_failure_events()}
+    failures = {event.step_key: _failure_message(event, evaluations) for event in result.get_step_failure_events()}
     models = model_reports(load_dataset_configs(settings.configs), result)
     return RunSummary(result.run_id, result.success, outcomes, evaluations, failures, models,
                       time.perf_counter() - started)
 
 
-def _failure_message(event: dg.DagsterEvent) -> str:
+def _failure_message(event: dg.DagsterEvent, evaluations: list[dg.AssetCheckEvaluation]) -> str:
     data = event.step_failure_data
     if data.user_failure_data:
         return data.user_failure_data.description
     if data.error and data.error.cls_name == "DagsterAssetCheckFailedError":
-        # Dagster's own text repeats the check lines above across two lines.
-        return "a blocking check failed (see above), so the steps after it did not run"
-    return data.error.message.strip()
+        # Dagster's text names the checks only ("N blocking asset checks failed ...:\n<asset>: <check>,<check>"):
+        # say which check failed and why, once.
+        named = {(asset.strip(), check.strip()) for line in data.error.message.strip().splitlines()[1:]
+                 for asset, _, checks in [line.partition(": ")] for check in checks.split(",")}
+        blocked = [f"{e.asset_key.to_user_string()}:{e.check_name} failed: {e.description}" for e in evaluations
+                   if (e.asset_key.to_user_string(), e.check_name) in named]
+        return f"{'; '.join(blocked) or 'a blocking check failed'}; the steps after it did not run"
+    return error_message(data.error)
 
 
 def model_reports(configs: list[DatasetConfig], result) -> list[ModelReport]:
@@ -179,3 +195,36 @@ def _champion_line(metadata: dict | None) -> str | None:
         return None
     holder = metadata["champion_version"]
     return f"{'none' if holder == 'none' else 'v' + holder} ({metadata['reason']})"
+
+
+def error_message(error: SerializableErrorInfo | None) -> str:
+    """What a person needs from a failed step: the platform's own message, not Dagster's wrapper around it.
+
+    Dagster reports "Error occurred while executing op ..." and keeps the real exception as its
+    cause. The first :class:`PlatformError` in that chain is the message written for people; failing
+    that, the root cause, named by its class (the traceback is in Dagster's log: ``--verbose``).
+    """
+    chain: list[SerializableErrorInfo] = []
+    while error is not None and len(chain) < 20:
+        chain.append(error)
+        error = error.cause or error.context
+    if not chain:
+        return "failed without an error message"
+    platform = _subclass_names(PlatformError)
+    for link in chain:
+        if link.cls_name in platform:
+            return _without_class(link.message)
+    root = chain[-1]
+    return f"{root.cls_name}: {_without_class(root.message)}"
+
+
+def _subclass_names(cls: type) -> set[str]:
+    names = {cls.__name__}
+    for sub in cls.__subclasses__():
+        names |= _subclass_names(sub)
+    return names
+
+
+def _without_class(message: str) -> str:
+    """``module.SourceError: text`` -> ``text``."""
+    return re.sub(r"^[\w.]+: ", "", message.strip(), count=1)
