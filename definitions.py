@@ -13,6 +13,7 @@ from mlops_assets.features.assets import build_feature_assets
 from mlops_assets.governance.assets import build_governance_assets
 from mlops_assets.monitoring.assets import build_monitoring_assets
 from mlops_assets.pipeline.assets import build_pipeline_assets
+from mlops_assets.pipeline.checks import build_gate_checks
 from mlops_assets.pipeline.jobs import main_job
 from mlops_assets.settings import Settings
 from mlops_assets.training.assets import build_training_assets
@@ -27,6 +28,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         assets += build_feature_assets(config)
         assets += build_training_assets(config, settings)
         assets += build_pipeline_assets(config, settings)
+        checks += build_gate_checks(config, settings)
         governance = build_governance_assets(config, settings)
         assets += [g for g in governance if not isinstance(g, dg.AssetChecksDefinition)]
         checks += [g for g in governance if isinstance(g, dg.AssetChecksDefinition)]

@@ -13,6 +13,7 @@ import click
 import dagster as dg
 
 from mlops_assets.errors import PlatformError
+from mlops_assets.pipeline.commands import promote
 from mlops_assets.settings import PROJECT_ROOT, Settings
 
 # dagster-mlflow is marked beta by Dagster; it is the integration the design chose, so say it once, in the docs.
@@ -86,10 +87,12 @@ def materialize(verbose: bool) -> None:
 
     summary = run_main_job(_settings(), log_level="INFO" if verbose else "CRITICAL")
     click.echo(summary.table())
+    click.echo(summary.models_table())
     if not summary.success:
-        raise click.ClickException(f"{summary.first_failure or 'a check failed'}; run {summary.run_id} failed: "
-                                   "`mlops materialize --verbose` prints Dagster's log, `mlops ui` shows it")
-    click.echo(f"run {summary.run_id}: success")
+        raise click.ClickException(f"{summary.first_failure or 'a check failed'}; run {summary.run_id} failed after "
+                                   f"{summary.duration:.1f} s: `mlops materialize --verbose` prints Dagster's log, "
+                                   "`mlops ui` shows it")
+    click.echo(f"run {summary.run_id}: success in {summary.duration:.1f} s")
 
 
 @main.command()
@@ -124,6 +127,8 @@ def mlflow_ui(port: int) -> None:
            "--default-artifact-root", settings.mlflow_artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port)],
           settings)
 
+
+main.add_command(promote)
 
 from mlops_assets.governance import commands as governance_commands  # noqa: E402
 

@@ -71,6 +71,8 @@ class ColumnSpec(_Strict):
     values: list[str | int | float | bool] | None = Field(
         default=None, description="allowed values (categorical columns, binary targets)"
     )
+    # Documentation only: excluded from model_dump, so describing a column never changes the feature version.
+    description: str | None = Field(default=None, exclude=True, description="what the column means, for people")
 
 
 class SourceConfig(_Strict):
@@ -123,6 +125,16 @@ class DriftConfig(_Strict):
         check_method(self.numeric_method, "numeric")
         check_method(self.categorical_method, "categorical")
         return self
+
+
+class ReleaseConfig(_Strict):
+    """How the pipeline treats a new version's gates (the thresholds themselves are ``gates``)."""
+
+    blocking_gates: bool = Field(
+        default=True,
+        description="a failed gate is an ERROR check that stops the run's downstream steps; false: a WARN "
+        "check and the run goes on. Either way a version that failed a gate never becomes champion.",
+    )
 
 
 class FairnessConfig(_Strict):
@@ -188,6 +200,7 @@ class DatasetConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     search_space: dict[str, Any] = Field(default_factory=dict)
     gates: dict[str, float] = Field(default_factory=dict)
+    release: ReleaseConfig = Field(default_factory=ReleaseConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     governance: GovernanceConfig = Field(default_factory=GovernanceConfig)

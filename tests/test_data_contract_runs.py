@@ -101,7 +101,7 @@ def test_materialize_prints_the_platform_error_as_one_line_and_the_traceback_onl
     assert result.exit_code == 1
     expected = (r"Error: dataset 'loans': source lacks declared columns \['purpose'\]; it has \['income', "
                 r"'debt_ratio', 'years_employed', 'employment_type', 'age_group', 'defaulted'\]; run [0-9a-f-]+ "
-                r"failed: `mlops materialize --verbose` prints Dagster's log, `mlops ui` shows it")
+                r"failed after \d+\.\d s: `mlops materialize --verbose` prints Dagster's log, `mlops ui` shows it")
     assert re.fullmatch(expected, result.stderr.strip()), result.stderr
     assert "step loans__raw_rows failed: dataset 'loans': source lacks declared columns ['purpose']" in result.stdout
     for noise in ("Traceback", "Stack Trace", "Error occurred while executing op", "DagsterExecutionStepExecutionError"):

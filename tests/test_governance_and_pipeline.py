@@ -1,19 +1,11 @@
-"""The champion decision (the model card's tests are in test_governance_cards.py)."""
+"""The registry's error handling (the model card's tests are in test_governance_cards.py)."""
 
 from __future__ import annotations
 
 from mlops_assets.config import load_dataset_config
-from mlops_assets.pipeline.assets import decide_champion
 from mlops_assets.settings import PROJECT_ROOT
 
 CHURN = load_dataset_config(PROJECT_ROOT / "configs" / "churn.yaml")
-
-
-def test_first_evaluated_version_becomes_champion_and_an_existing_one_is_kept():
-    first = decide_champion(None, "1")
-    assert (first.champion_version, first.promoted) == ("1", True)
-    later = decide_champion("1", "2")
-    assert (later.champion_version, later.candidate_version, later.promoted) == ("1", "2", False)
 
 
 def test_an_unreachable_registry_is_an_error_not_a_missing_champion(monkeypatch):

@@ -129,13 +129,13 @@ def test_loans_card_counts_missing_human_sections_says_file_order_and_bands_the_
     groups = {g["group"] for g in card["data"]["fairness"]["groups"] if g["attribute"] == "applicant_age"}
     assert groups == {"under 30", "30 to under 50", "50 and over"}
     assert_self_contained(Path(metadata["html"]).read_text())
-    coverage = next(e for e in summary.check_evaluations if e.check_name == "card_coverage")
-    assert not coverage.passed and coverage.severity == dg.AssetCheckSeverity.WARN
-    assert "loans v1: human sections missing: Intended use" in coverage.description
-
+    # The roles file requires approvals: the automatic champion replacement left the alias alone.
+    champion = latest(["loans", "champion"])
+    assert not champion["promoted"]
+    assert "not promoted: loans_model v1 cannot be promoted: approvals missing from reviewer, risk_officer" in \
+        champion["reason"]
     report = invoke("governance", "report")
-    assert report.exit_code == 1
-    assert "coverage: 0 of 1 champion versions have a complete card" in report.output
+    assert report.exit_code == 0 and "no version has held the champion alias yet" in report.output
     assert "0 decisions, chain intact" in report.output
 
 
@@ -158,15 +158,29 @@ def test_decisions_from_the_command_line_reach_the_ledger_the_card_and_the_dagst
     ui = latest(["loans", "approvals"])
     assert (ui["person"], ui["decision"]) == ("carol", "reject") and ui["approval_state"].startswith("rejected")
 
+    # `mlops promote` goes through the same refusal; once the rejection is withdrawn the version may serve.
+    blocked = invoke("promote", "loans_model", "1", "--reason", "ship it")
+    assert blocked.exit_code == 1 and "loans_model v1 cannot be promoted: rejected by carol (risk_officer)" in blocked.output
+    assert not mlflow.MlflowClient(settings.mlflow_tracking_uri).get_model_version("loans_model", "1").aliases
+    assert invoke("approve", "loans", "1", "--comment", "second look done", token="carol-token").exit_code == 0
+    promoted = invoke("promote", "loans_model", "1", "--reason", "approved by review and risk")
+    assert promoted.exit_code == 0, promoted.output
+    card = (settings.reports / "loans" / "v1" / "model_card.md").read_text()
+    assert "| champion | set by " in card  # the card's deployment history was brought up to date
+    report = invoke("governance", "report")
+    assert report.exit_code == 1  # v1 now serves, and its card lacks its human sections
+    assert "coverage: 0 of 1 champion versions have a complete card" in report.output
+    assert "human sections missing: Intended use" in report.output and "3 decisions, chain intact" in report.output
+
 
 @pytest.mark.slow
 def test_explain_lineage_and_a_threshold_warning_on_the_card_from_the_command_line(loans):
     settings, config, _ = loans
-    explained = invoke("explain", "loans", "--entity", "2499")
+    explained = invoke("explain", "loans", "--entity", "2499", "--version", "1")
     assert explained.exit_code == 0, explained.output
     assert "loans_model v1, row_id 2499:" in explained.output and "The score is" in explained.output
     assert "(average over training rows)" in explained.output
-    unknown = invoke("explain", "loans", "--entity", "no-such-row")
+    unknown = invoke("explain", "loans", "--entity", "no-such-row", "--version", "1")
     assert unknown.exit_code == 1 and "has no row with row_id = 'no-such-row'" in unknown.output
     chain = invoke("lineage", "loans", "1")
     assert chain.exit_code == 0, chain.output

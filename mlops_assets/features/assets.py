@@ -100,7 +100,7 @@ def build_feature_assets(config: DatasetConfig) -> list[dg.AssetsDefinition]:
         valid = verdict.valid
         yield dg.Output(
             valid,
-            metadata={**table_metadata(valid), "data_snapshot": frame_fingerprint(valid), "source": source},
+            metadata={**table_metadata(valid, config=config), "data_snapshot": frame_fingerprint(valid), "source": source},
         )
 
     @dg.asset(
@@ -126,7 +126,7 @@ def build_feature_assets(config: DatasetConfig) -> list[dg.AssetsDefinition]:
         yield dg.Output(
             valid,
             metadata={
-                **table_metadata(valid),
+                **table_metadata(valid, config=config),
                 "feature_version": config.feature_version,
                 "derived_features": dg.MetadataValue.json(config.derived_features),
                 "data_snapshot": frame_fingerprint(valid),
@@ -148,7 +148,7 @@ def build_feature_assets(config: DatasetConfig) -> list[dg.AssetsDefinition]:
         return dg.Output(
             split,
             metadata={
-                **table_metadata(split, preview_rows=5),
+                **table_metadata(split, preview_rows=5, config=config),
                 "splits": dg.MetadataValue.md(markdown_table(summary.reset_index(names="split"))),
                 **{f"{s}_rows": dg.MetadataValue.int(int(summary.loc[s, "rows"])) for s in summary.index},
                 "train_until": str(summary.loc["train", "to"]),

@@ -1,30 +1,20 @@
-"""Gate results as the card shows them: each configured gate against the measured test metric.
+"""Gate results as the card shows them: the pipeline's own verdict on each configured gate.
 
-The pipeline system owns the gates (``pipeline/gates.py::evaluate_gates`` once it lands);
-until then this reads the config's ``gates`` (``min_<metric>`` / ``max_<metric>``) and
-the measured metrics itself, and shows the ``gate.<name>`` verdict the pipeline tagged on
-the version when there is one. The card says what was measured; it claims no
-enforcement.
+``pipeline/gates.py::evaluate_gates`` judges the measured test metrics; the card adds what
+the pipeline tagged on the version (``gate.<name>``), so a reader sees both the figures
+and the recorded verdict. The card claims no enforcement beyond what the pipeline does.
 """
 
 from __future__ import annotations
 
-import math
-
 from mlops_assets.config import DatasetConfig
+from mlops_assets.pipeline.gates import GATE_TAG_PREFIX, evaluate_gates
 
 
 def gate_results(config: DatasetConfig, tags: dict[str, str], metrics: dict[str, float]) -> list[dict]:
     """[{name, metric, threshold, measured, passed, recorded}] for every gate in the config."""
-    results = []
-    for name, limit in config.gates.items():
-        metric = name.removeprefix("min_").removeprefix("max_")
-        measured = metrics.get(metric)
-        if measured is None or (isinstance(measured, float) and math.isnan(measured)):
-            passed = None
-        else:
-            passed = bool(measured >= limit) if name.startswith("min_") else bool(measured <= limit)
-        results.append({"name": name, "metric": metric, "threshold": limit,
-                        "measured": float("nan") if measured is None else float(measured),
-                        "passed": passed, "recorded": tags.get(f"gate.{name}")})
-    return results
+    return [{"name": r.name, "metric": r.metric, "threshold": r.threshold,
+             "measured": float("nan") if r.measured is None else float(r.measured),
+             "passed": r.passed if r.measured is not None else None,
+             "recorded": tags.get(f"{GATE_TAG_PREFIX}{r.name}")}
+            for r in evaluate_gates(config, metrics)]

@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlops_assets.config import DatasetConfig
 from mlops_assets.governance.approvals import fairness_state, model_version, version_approval_state
 from mlops_assets.governance.gates import gate_results
+from mlops_assets.pipeline.aliases import alias_history as pipeline_alias_history
 from mlops_assets.settings import Settings
 from mlops_assets.training.registry import client
 
@@ -75,33 +76,17 @@ def _meta(record, *keys: str) -> dict[str, str]:
 
 
 def alias_history(settings: Settings, config: DatasetConfig, instance: dg.DagsterInstance | None = None) -> list[AliasEvent]:
-    """Every alias move the platform recorded (the champion asset's materializations), oldest first,
-    and the aliases the registry holds now."""
-    instance = instance or _instance()
-    events: list[AliasEvent] = []
-    if instance is not None:
-        records = instance.fetch_materializations(dg.AssetKey([config.name, "champion"]), limit=1000, ascending=True).records
-        for record in records:
-            metadata = {k: v.value for k, v in record.asset_materialization.metadata.items()}
-            if metadata.get("promoted"):
-                events.append(AliasEvent(_when(record.timestamp), "champion", str(metadata.get("champion_version")),
-                                         str(metadata.get("reason", ""))))
-    try:
-        versions = client(settings).search_model_versions(f"name='{config.registered_model_name}'")
-    except MlflowException:
-        versions = []
-    for details in versions:
-        for alias in details.aliases:
-            if not any(e.alias == alias and e.version == str(details.version) for e in events):
-                events.append(AliasEvent("now", alias, str(details.version), "held now (move not recorded by the platform)"))
-    return events
+    """Every alias move the pipeline recorded on the versions (``pipeline/aliases.py``), oldest first."""
+    return [AliasEvent(move.at.replace("T", " ").replace("+00:00", " UTC"), move.alias, move.version,
+                       f"{move.action} by {move.by}: {move.reason}")
+            for move in pipeline_alias_history(settings, config)]
 
 
 def champion_versions(settings: Settings, config: DatasetConfig, instance: dg.DagsterInstance | None = None) -> list[str]:
     """Every version that has ever held the champion alias, in the order they took it."""
     seen = []
     for event in alias_history(settings, config, instance):
-        if event.alias == "champion" and event.version not in seen:
+        if event.alias == "champion" and event.note.startswith("set ") and event.version not in seen:
             seen.append(event.version)
     return seen
 
