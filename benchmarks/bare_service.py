@@ -19,7 +19,7 @@ from mlops_assets.settings import Settings  # noqa: E402
 from mlops_assets.training.registry import load_champion  # noqa: E402
 
 SETTINGS = Settings.from_env()
-CONFIG = load_dataset_configs(SETTINGS.configs)[0]
+CONFIG = load_dataset_configs(SETTINGS.configs, require_source=False)[0]
 PredictRequest = request_types([CONFIG])["predict"]
 
 

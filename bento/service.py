@@ -28,7 +28,7 @@ from mlops_assets.serving.predictor import Answer, InvalidRecordError, NotServed
 from mlops_assets.settings import Settings  # noqa: E402
 
 SETTINGS = Settings.from_env()
-CONFIGS = load_dataset_configs(SETTINGS.configs)
+CONFIGS = load_dataset_configs(SETTINGS.configs, require_source=False)  # serving never reads the rows
 OPTIONS = ServingOptions.from_env()
 TYPES = schemas.request_types(CONFIGS)
 PredictRequest, BatchRequest, FeedbackRequest = TYPES["predict"], TYPES["batch"], TYPES["feedback"]

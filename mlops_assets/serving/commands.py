@@ -38,7 +38,7 @@ def _context(dataset: str) -> tuple[Settings, DatasetConfig, ExperimentStore]:
 
     settings = Settings.from_env()
     settings.export()
-    configs = {c.name: c for c in load_dataset_configs(settings.configs)}
+    configs = {c.name: c for c in load_dataset_configs(settings.configs, require_source=False)}
     if dataset not in configs:
         raise UnknownDatasetError(f"no dataset {dataset!r} in {settings.configs}; known: {', '.join(configs)}")
     store = ExperimentStore(connect(settings.prediction_log_url))

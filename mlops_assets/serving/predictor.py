@@ -43,6 +43,8 @@ from mlops_assets.serving.options import ServingOptions
 from mlops_assets.serving.prediction_log import FeedbackResult, PredictionLogWriter, connect, record_outcome
 from mlops_assets.serving.routing import CHALLENGER, CHAMPION, assign
 from mlops_assets.settings import Settings
+from mlops_assets.training.registry import CHAMPION as CHAMPION_ALIAS
+from mlops_assets.training.registry import no_champion_reason
 
 logger = logging.getLogger("mlops.serving")
 
@@ -347,9 +349,9 @@ class Predictor:
         challenger = model_for(deployment.challenger_alias, deployment.challenger) if deployment.challenger_alias else None
         problem = None
         if champion is None:
-            problem = (f"dataset {config.name!r} has no '{deployment.champion_alias}' model in "
-                       f"{self.settings.mlflow_tracking_uri}: materialize its graph first (`mlops demo` or "
-                       "`mlops materialize`)")
+            problem = (no_champion_reason(self.settings, config) if deployment.champion_alias == CHAMPION_ALIAS
+                       else f"{config.name} has no champion: no version of {config.registered_model_name} holds "
+                            f"the alias '{deployment.champion_alias}' (the experiment's champion)")
         elif problems:
             problem = "; ".join(problems)
         return replace(deployment, champion=champion, challenger=challenger, problem=problem)
