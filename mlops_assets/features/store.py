@@ -60,7 +60,9 @@ class Materialization:
 
 def content_hash(frame: pd.DataFrame) -> str:
     """sha256 of the frame's Arrow IPC bytes: equal hashes, byte-identical data (columns, types, values, order)."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    bare = frame.copy(deep=False)
+    bare.attrs = {}  # pandas writes attrs (our manifest, which holds this hash) into the Arrow metadata
+    table = pa.Table.from_pandas(bare, preserve_index=False)
     sink = io.BytesIO()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -261,7 +263,8 @@ class FeatureStore:
             raise RetrievalError(f"dataset {self.config.name!r}: the labels table has no version {table_version}: {exc}") from exc
 
     # Online --------------------------------------------------------------------------------------
-    def publish_online(self, views: list[str] | None = None, on_chunk=None) -> dict[str, dict]:
+    def publish_online(self, views: list[str] | None = None, on_chunk=None,
+                       chunk_rows: int = PUBLISH_CHUNK) -> dict[str, dict]:
         """Write each view's latest values (of its newest validated table version) to the online store.
 
         A view whose published version is already that one is left alone.
@@ -276,7 +279,7 @@ class FeatureStore:
                 continue
             started = time.perf_counter()
             dataset = self.offline.dataset(view.name, view.version, table_version)
-            rows = _latest_payloads(view, dataset)
+            rows = _latest_payloads(view, dataset, chunk_rows)
             publication = self.online.publish(self.config.name, view.name, view.feature_names, rows, view.version,
                                               table_version, None if view.ttl is None else view.ttl.total_seconds(),
                                               on_chunk)
@@ -346,7 +349,7 @@ def _decode(hit, now_us: int) -> list | None:
     return values
 
 
-def _latest_payloads(view: FeatureView, dataset) -> Any:
+def _latest_payloads(view: FeatureView, dataset, chunk_rows: int) -> Any:
     """Chunks of (entity id, JSON [event_time_us, values...]) of the latest row per entity."""
     con = duckdb.connect()
     con.register("ds", dataset)
@@ -355,7 +358,7 @@ def _latest_payloads(view: FeatureView, dataset) -> Any:
     reader = con.sql(
         f"SELECT {q(view.entity_column)}::VARCHAR, epoch_us({q(view.time_column)}), {columns} FROM ds "
         f"QUALIFY row_number() OVER (PARTITION BY {q(view.entity_column)} ORDER BY {q(view.time_column)} DESC, "
-        f"{INGESTED_AT} DESC) = 1").to_arrow_reader(PUBLISH_CHUNK)
+        f"{INGESTED_AT} DESC) = 1").to_arrow_reader(chunk_rows)
     dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=str).encode
     try:
         for batch in reader:
