@@ -165,7 +165,8 @@ class FeatureView:
                 raise FeatureError(f"view {self.name!r}: {exc}") from exc
             computed.update({c: outputs[c] for c in outputs.columns})
         columns: dict[str, pa.Array] = {}
-        times = rows[self.time_column]
+        # Delta stores microseconds: sub-microsecond parts are dropped here, and from entity frames at retrieval.
+        times = pd.to_datetime(rows[self.time_column]).dt.floor("us")
         time_type = pa.timestamp("us", tz="UTC") if getattr(times.dtype, "tz", None) is not None else pa.timestamp("us")
         for name, values, arrow_type in (
             (self.entity_column, rows[self.entity_column], _ARROW_TYPES[self.entity_type]),

@@ -106,7 +106,8 @@ def checked_entity_frame(entity_df: pd.DataFrame, entity_column: str, timestamp_
         )
     if frame_aware:
         times = times.dt.tz_convert("UTC")
-    if times is entity_df[timestamp_column]:
+    times = times.dt.floor("us")  # the store's resolution (Delta): compare like with like
+    if times.equals(entity_df[timestamp_column]):
         return entity_df
     return entity_df.assign(**{timestamp_column: times})
 
