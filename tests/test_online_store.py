@@ -164,3 +164,24 @@ def test_a_redis_that_goes_away_mid_publication_leaves_the_served_values_as_they
     client = redis.Redis(port=port)
     assert not client.smembers("t:{shop}:staging")
     assert len(list(client.scan_iter("t:{shop}:account:*"))) == 1
+
+
+def test_a_request_with_only_an_entity_id_is_completed_and_inline_features_win(tmp_path):
+    from mlops_assets.features.serving import EntityFeatures, FeatureLookupError, merge_request
+
+    config = write_config(tmp_path)
+    store = FeatureStore(config, home=tmp_path / "home", online=SQLiteOnlineStore(tmp_path / "online.db"))
+    yesterday = (pd.Timestamp.now() - day(0)).days - 1  # fresh under activity's 10-day TTL
+    materialize_all(store, rows(("a", yesterday, 4, 40.0, "pro")))
+    store.publish_online()
+    lookup = EntityFeatures(config, store)
+    by_id = lookup.complete({}, "a")
+    assert by_id.values == {"visits": 4, "spend": 40.0, "plan": "pro"} and sorted(by_id.fetched) == ["plan", "spend", "visits"]
+    mixed = lookup.complete({"visits": 9, "spend": None}, "a", sent={"visits", "spend"})
+    assert mixed.values == {"visits": 9, "spend": None, "plan": "pro"} and mixed.fetched == ["plan"]
+    assert lookup.complete({"visits": 1, "spend": 2.0, "plan": "free"}, None).fetched == []
+    with pytest.raises(FeatureLookupError, match=r"'stranger': no value for \['visits', 'plan'\].*no features for it"):
+        lookup.complete({"spend": 1.0}, "stranger")
+    with pytest.raises(FeatureLookupError, match="names no entity_id"):
+        lookup.complete({"visits": 1}, None)
+    assert merge_request({"a": None, "b": 2}, None, {"a": 1, "b": 3, "c": 4}) == {"a": None, "b": 2, "c": 4}
