@@ -87,8 +87,7 @@ def _publication(data: dict) -> Publication:
 class SQLiteOnlineStore(OnlineStore):
     """One table per publication, ``WITHOUT ROWID`` keyed by entity id; a pointer table names the current one.
 
-    A reader keeps its pointers in memory and reloads them only when ``PRAGMA data_version``
-    says another connection committed, so a read is one indexed statement.
+    A reader keeps the pointers in memory: a read is one indexed statement (see ``read``).
     """
 
     def __init__(self, path: Path):
@@ -106,18 +105,15 @@ class SQLiteOnlineStore(OnlineStore):
         con.execute("PRAGMA synchronous=NORMAL")
         return con
 
-    def _reader(self) -> tuple[sqlite3.Connection, dict]:
-        """This thread's connection and its pointer cache (fresh when another connection committed)."""
+    def _reader(self, reload: bool = False) -> tuple[sqlite3.Connection, dict]:
+        """This thread's connection and its pointer cache, reloaded when asked."""
         local = self._local
         if getattr(local, "con", None) is None:
-            local.con, local.seen, local.pointers, local.queries = self._connect(), None, {}, {}
-        (version,) = local.con.execute("PRAGMA data_version").fetchone()
-        if version != local.seen:
-            local.pointers = {}
-            local.queries = {}
+            local.con, local.pointers, local.queries = self._connect(), None, {}
+        if reload or local.pointers is None:
+            local.pointers, local.queries = {}, {}
             for dataset, view, body in local.con.execute("SELECT dataset, view, body FROM publications"):
                 local.pointers[(dataset, view)] = _publication(json.loads(body))
-            local.seen = version
         return local.con, local.pointers
 
     def publish(self, dataset, view, columns, rows, view_version, table_version, ttl_seconds=None, on_chunk=None) -> Publication:
@@ -151,14 +147,29 @@ class SQLiteOnlineStore(OnlineStore):
         return publication
 
     def publications(self, dataset):
-        _, pointers = self._reader()
+        _, pointers = self._reader(reload=True)
         return {view: p for (ds, view), p in pointers.items() if ds == dataset}
 
     def read(self, dataset, views, entity_id):
+        """One statement on the hot path; cached pointers are trusted until they fail.
+
+        A publication drops the table it replaces in the same transaction, so a stale
+        pointer fails with "no such table": then the pointers are reloaded and the read
+        repeated. A view never seen is looked up again (it may have been published since).
+        """
         con, pointers = self._reader()
+        if any((dataset, v) not in pointers for v in views):
+            con, pointers = self._reader(reload=True)
+        try:
+            return self._read(con, pointers, dataset, views, entity_id)
+        except sqlite3.OperationalError:
+            con, pointers = self._reader(reload=True)
+            return self._read(con, pointers, dataset, views, entity_id)
+
+    def _read(self, con, pointers, dataset, views, entity_id):
         found = [pointers.get((dataset, v)) for v in views]
-        live = [(i, p) for i, p in enumerate(found) if p is not None]
         out: list = [None] * len(views)
+        live = [(i, p) for i, p in enumerate(found) if p is not None]
         if not live:
             return out
         cache_key = (dataset, tuple(views))
