@@ -120,6 +120,7 @@ def bench_config(home: Path):
         "feature_store": {"views": {v: {"ttl": "30d", "features": fs} for v, fs in VIEWS.items()}},
     }
     home.mkdir(parents=True, exist_ok=True)
+    (home / "none.parquet").touch()  # the config must name an existing source; rows are fed directly
     path = home / "bench.yaml"
     path.write_text(yaml.safe_dump(config))
     return load_dataset_config(path)

@@ -55,6 +55,9 @@ def day(n: float) -> pd.Timestamp:
 
 
 def write_config(folder, config=SHOP, name="shop.yaml"):
+    source = folder / config["source"]["path"]
+    if not source.exists():  # the config must name an existing file; these tests feed rows directly
+        source.write_text(",".join(config["columns"]) + "\n")
     path = folder / name
     path.write_text(yaml.safe_dump(config))
     return load_dataset_config(path)
@@ -336,7 +339,7 @@ def test_a_distribution_shift_keeps_training_and_serving_on_the_validated_versio
 
 
 def test_the_config_short_form_is_one_view_of_every_model_feature(tmp_path):
-    config = write_config(tmp_path, LOANS_CONFIG, "loans.yaml")
+    config = write_config(tmp_path, LOANS_CONFIG, "loans.yaml")  # write_config makes the named source file
     (view,) = feature_views(config)
     assert view.name == "all" and view.feature_names == config.model_features
     assert (view.entity_column, view.time_column) == ("row_id", "load_time")
@@ -359,6 +362,7 @@ def test_a_bad_feature_view_is_refused_naming_the_file(tmp_path, change, message
     change(config)
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
+    (tmp_path / "rows.csv").write_text("user_id\n")
     with pytest.raises(ConfigError, match=message) as error:
         feature_views(load_dataset_config(path))
     assert str(path) in str(error.value)

@@ -42,6 +42,7 @@ def test_derived_features_follow_their_expressions_and_division_by_zero_is_missi
 def test_a_bad_derived_expression_is_refused_when_the_feature_system_reads_the_config(tmp_path, expression, message):
     path = tmp_path / "loans.yaml"
     path.write_text(yaml.safe_dump({**LOANS_CONFIG, "derived_features": {"bad": expression}}))
+    (tmp_path / "loans.csv").write_text(",".join(LOANS_CONFIG["columns"]) + "\n")
     config = load_dataset_config(path)  # config.py only parses; the feature system owns expressions
     with pytest.raises(ConfigError, match="derived feature 'bad'") as error:
         validate_features(config)
