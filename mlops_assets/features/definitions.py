@@ -306,7 +306,7 @@ def _build_view(config: DatasetConfig, name: str, view_config: FeatureViewConfig
         elif feature_name in config.derived_features:
             expression = config.derived_features[feature_name]
             feature = Feature(feature_name, name, "float", "expression", tuple(sorted(expression_columns(expression))),
-                              expression=expression, description=description or f"= {expression}")
+                              expression=expression, description=description or f"derived: {expression}")
         elif feature_name in config.columns:
             spec = config.columns[feature_name]
             feature = Feature(feature_name, name, spec.type, "column", (feature_name,),
