@@ -15,7 +15,7 @@ from mlops_assets.data.raw_checks import RuleResult, check_raw_rows
 from mlops_assets.data.schemas import raw_schema
 from mlops_assets.data.snapshots import frame_fingerprint
 from mlops_assets.data.sources import load_source, row_locator
-from mlops_assets.data.validation import ValidationReport, validate
+from mlops_assets.data.validation import ValidationReport
 from mlops_assets.features.catalog import build_catalog, catalog_markdown, statistics_table
 from mlops_assets.features.definitions import FeatureView, feature_views
 from mlops_assets.features.definitions import validate as validate_features

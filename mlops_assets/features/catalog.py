@@ -7,7 +7,6 @@ the same thing.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -159,7 +158,3 @@ def _newest_stats(entry: dict) -> dict:
         return {}
     newest = max(entry["materializations"], key=int)
     return entry["materializations"][newest]["stats"]["features"]
-
-
-def catalog_json(catalog: Catalog) -> str:
-    return json.dumps({"features": catalog.rows.to_dict("records"), "duplicates": catalog.duplicates}, default=str, indent=1)

@@ -15,7 +15,6 @@ table), which breaks ties between rows with the same entity and event time, and
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -168,9 +167,6 @@ class DeltaOfflineStore:
     def disk_bytes(self, view: str | None = None) -> int:
         folder = self.root if view is None else self.root / view
         return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
-
-    def drop(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _check_schema(view: str, view_version: str, stored: pa.Schema, incoming: pa.Schema) -> None:

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -368,14 +368,3 @@ def open_online_store(home: Path, url: str | None = None) -> OnlineStore:
     if url:
         raise OnlineStoreError(f"{ONLINE_STORE_VARIABLE}={url!r}: give redis://host:port/db or sqlite:///path")
     return SQLiteOnlineStore(home / "feature_store" / "online.db")
-
-
-def chunked(items: Iterator, size: int) -> Iterator[list]:
-    chunk: list = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
