@@ -423,7 +423,7 @@ def run(plan: Plan, echo) -> dict:
         echo("preparing data...")
         history = prepare(plan, data, echo)
         joins = []
-        approaches = ["ours", "ours_arrow", "duckdb_asof", "polars_join_asof", "pandas_merge_asof"]
+        approaches = ["ours", "duckdb_asof", "polars_join_asof", "pandas_merge_asof"]
         for n in plan.label_sets:
             labels = pd.read_parquet(data / f"labels_{n}.parquet")
             sample = np.sort(np.random.default_rng(7).choice(n, size=min(SAMPLE_ROWS, n), replace=False))
