@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.config import DatasetConfig
-from mlops_assets.dagster_metadata import table_metadata
+from mlops_assets.dagster_metadata import column_descriptions, table_metadata
 from mlops_assets.data.raw_checks import RuleResult, check_raw_rows
 from mlops_assets.data.schemas import raw_schema
 from mlops_assets.data.snapshots import frame_fingerprint
@@ -118,9 +118,11 @@ def view_asset_key(config: DatasetConfig, view: FeatureView) -> dg.AssetKey:
     return dg.AssetKey([config.name, f"{view.name}_features"])
 
 
-def _view_metadata(view: FeatureView, raw_key: dg.AssetKey) -> dict[str, dg.MetadataValue]:
+def _view_metadata(view: FeatureView, raw_key: dg.AssetKey, config: DatasetConfig) -> dict[str, dg.MetadataValue]:
     """Column schema with descriptions, and column-level lineage (source columns -> features)."""
-    columns = [dg.TableColumn(view.entity_column, "entity id"), dg.TableColumn(view.time_column, "event time")]
+    described = column_descriptions(config)
+    columns = [dg.TableColumn(view.entity_column, "entity id", description=described.get(view.entity_column) or None),
+               dg.TableColumn(view.time_column, "event time", description=described.get(view.time_column) or None)]
     columns += [dg.TableColumn(f.name, f.type, description=f.description or None, tags={t: "" for t in f.tags})
                 for f in view.features]
     lineage = dg.TableColumnLineage(deps_by_column={
@@ -157,7 +159,7 @@ def _view_asset(config: DatasetConfig, view: FeatureView, raw_key: dg.AssetKey) 
         f"{len(view.features)} features ({', '.join(view.feature_names)}) about each {view.entity_column}, TTL "
         f"{view.ttl_text}, version {view.version}. Every materialization appends what changed to a Delta table "
         "under MLOPS_HOME/feature_store (time travel by table version).",
-        metadata={"view_version": view.version, **_view_metadata(view, raw_key)},
+        metadata={"view_version": view.version, **_view_metadata(view, raw_key, config)},
     )
     def view_asset(context: dg.AssetExecutionContext, raw: pd.DataFrame):
         store = FeatureStore(config)
@@ -185,7 +187,7 @@ def _view_asset(config: DatasetConfig, view: FeatureView, raw_key: dg.AssetKey) 
                                 "training and serving stay on the previous validated version")
         yield dg.MaterializeResult(
             metadata={
-                **_view_metadata(view, raw_key),
+                **_view_metadata(view, raw_key, config),
                 "dagster/row_count": dg.MetadataValue.int(stats["entities"]),
                 "view_version": view.version,
                 "table_version": dg.MetadataValue.int(write.table_version),

@@ -101,7 +101,10 @@ class FeatureView:
 
     @property
     def ttl_text(self) -> str:
-        return "none (values never expire)" if self.ttl is None else str(self.ttl)
+        if self.ttl is None:
+            return "none (values never expire)"
+        days, rest = divmod(self.ttl, pd.Timedelta(days=1))
+        return f"{days} days" if rest == pd.Timedelta(0) else str(self.ttl)
 
     def definition(self) -> dict:
         """Everything that decides the view's values, as plain data (what the version hashes)."""
