@@ -125,6 +125,14 @@ def bench_config(home: Path):
 
 
 def peak_rss_bytes() -> int:
+    """This process's peak resident memory since exec (VmHWM).
+
+    Not ``ru_maxrss``: it survives exec, so a worker started by a large parent would
+    report the parent's size.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
