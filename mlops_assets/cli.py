@@ -132,5 +132,13 @@ def mlflow_ui(port: int) -> None:
 main.add_command(features_commands)
 main.add_command(promote)
 
+from mlops_assets.governance import commands as governance_commands  # noqa: E402
+
+main.add_command(governance_commands.approve)
+main.add_command(governance_commands.reject)
+main.add_command(governance_commands.explain)
+main.add_command(governance_commands.lineage)
+main.add_command(governance_commands.governance)
+
 if __name__ == "__main__":
     main()
