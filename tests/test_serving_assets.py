@@ -124,4 +124,5 @@ def test_the_lineage_runs_from_the_champion_through_the_prediction_log_to_the_re
     log = dg.AssetKey(["churn", "prediction_log"])
     assert graph.get(log).parent_keys == {dg.AssetKey(["churn", "champion"])}
     assert dg.AssetKey(["churn", "ab_test_report"]) in graph.get(log).child_keys
+    assert graph.get(dg.AssetKey(["churn", "ab_test_report"])).parent_keys == {log, dg.AssetKey(["churn", "champion"])}
     assert not graph.get(log).is_materializable

@@ -48,7 +48,8 @@ def build_serving_assets(config: DatasetConfig, settings: Settings) -> list[dg.A
 
     @dg.asset(
         key=[name, "ab_test_report"],
-        deps=[log_key],
+        # The champion too: a run whose pipeline failed upstream skips the report instead of running beside it.
+        deps=[log_key, dg.AssetKey([name, "champion"])],
         group_name=GROUP,
         owners=config.owners,
         kinds={"python"},
