@@ -103,12 +103,15 @@ def materialize(verbose: bool) -> None:
 def serve(host: str, port: int, workers: int) -> None:
     """Serve each dataset's champion model over HTTP (BentoML) until Ctrl-C."""
     from mlops_assets.config import load_dataset_configs
-    from mlops_assets.serving import check_servable, serve_command
+    from mlops_assets.serving import check_prediction_log, check_servable, serve_command, server_environment
 
     settings = _settings()
     served = check_servable(settings, load_dataset_configs(settings.configs))
-    click.echo(f"serving {', '.join(served)} on http://{host}:{port} (POST /predict, /predict_batch; docs at /)")
-    _exec(serve_command(host, port, workers), settings)
+    check_prediction_log(settings)
+    os.environ.update(server_environment(settings, workers))  # BentoML takes the worker count from the service
+    click.echo(f"serving {', '.join(served)} on http://{host}:{port} with {workers} worker(s) "
+               "(POST /predict, /predict_batch, /feedback; GET /models, /experiment; docs at /)")
+    _exec(serve_command(host, port), settings)
 
 
 @main.command()
@@ -139,6 +142,10 @@ main.add_command(governance_commands.reject)
 main.add_command(governance_commands.explain)
 main.add_command(governance_commands.lineage)
 main.add_command(governance_commands.governance)
+
+from mlops_assets.serving.commands import experiment  # noqa: E402
+
+main.add_command(experiment)
 
 if __name__ == "__main__":
     main()

@@ -234,6 +234,65 @@ class GovernanceConfig(_Strict):
     explanations: ExplanationConfig = Field(default_factory=ExplanationConfig)
 
 
+ExperimentMetric = Literal["outcome", "brier", "log_loss", "accuracy"]
+ExperimentMode = Literal["single", "ab", "shadow"]
+
+
+class GuardrailConfig(_Strict):
+    """Limits the challenger must keep during an experiment; a breach decides for the champion."""
+
+    max_error_rate: float = Field(default=0.01, ge=0, le=1, description="share of the challenger's requests that failed")
+    max_p99_latency_ms: float | None = Field(default=None, gt=0, description="the challenger's 99th percentile latency")
+    metrics: list[ExperimentMetric] = Field(
+        default_factory=list, description="metrics that must not get significantly worse (confidence sequence)"
+    )
+
+
+class ExperimentConfig(_Strict):
+    """A champion/challenger experiment on the service, declared with its dataset (docs/ab-testing.md).
+
+    The service starts in this state; ``mlops experiment start|stop`` and the admin endpoint
+    change it at run time. Variants are registry aliases, so moving an alias changes the model
+    a variant serves without touching the experiment.
+    """
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="seeds the assignment hash: a new id reshuffles")
+    mode: ExperimentMode = "ab"
+    champion: str = Field(default="champion", description="registry alias of the control")
+    challenger: str = Field(default="challenger", description="registry alias of the treatment")
+    split: str = Field(default="90/10", description="champion/challenger traffic in percent, e.g. 90/10")
+    primary_metric: ExperimentMetric = "outcome"
+    outcome_goal: Literal["increase", "decrease"] = Field(
+        default="increase", description="whether a higher outcome (from /feedback) is better"
+    )
+    covariate: str | None = Field(default=None, description="numeric raw feature used for CUPED variance reduction")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    min_units: int = Field(default=100, ge=2, description="units with an outcome per variant before any verdict")
+    guardrails: GuardrailConfig = Field(default_factory=GuardrailConfig)
+
+    @field_validator("split")
+    @classmethod
+    def _two_shares(cls, split: str) -> str:
+        split_share(split)
+        return split
+
+    @property
+    def challenger_share(self) -> float:
+        return split_share(self.split)
+
+
+def split_share(split: str) -> float:
+    """The challenger's share of traffic from "champion/challenger" percentages ("90/10" -> 0.1)."""
+    parts = split.split("/")
+    try:
+        champion, challenger = (float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"split {split!r} must be two percentages, champion/challenger, e.g. 90/10") from None
+    if champion < 0 or challenger < 0 or abs(champion + challenger - 100) > 1e-9:
+        raise ValueError(f"split {split!r}: the two percentages must be >= 0 and add up to 100")
+    return challenger / 100
+
+
 class DatasetConfig(_Strict):
     name: str
     description: str = ""
@@ -259,6 +318,7 @@ class DatasetConfig(_Strict):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     feature_store: FeatureStoreConfig = Field(default_factory=FeatureStoreConfig)
     governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
+    experiment: ExperimentConfig | None = None
     path: Path | None = Field(default=None, exclude=True, description="the YAML file this came from")
 
     @field_validator("name")
@@ -323,6 +383,12 @@ class DatasetConfig(_Strict):
         listed = target.values is None or positive in target.values or str(positive) in map(str, target.values)
         if not listed:
             raise ValueError(f"positive_class {positive!r} is not one of the target's values {target.values}")
+    @model_validator(mode="after")
+    def _experiment_covariate_is_a_numeric_feature(self) -> DatasetConfig:
+        covariate = self.experiment.covariate if self.experiment else None
+        if covariate is not None and (covariate not in self.features or self.columns[covariate].type not in NUMERIC_TYPES):
+            raise ValueError(f"experiment.covariate {covariate!r} must be a numeric column listed under features")
+        return self
 
     # Roles the rest of the platform asks for -----------------------------------------------
     @property

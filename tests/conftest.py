@@ -53,3 +53,11 @@ def in_home(materialized_churn):
     settings, summary = materialized_churn
     with use_home(settings.home, settings.configs) as entered:
         yield entered, summary
+
+
+@pytest.fixture(scope="session")
+def serving_home(tmp_path_factory: pytest.TempPathFactory, churn_config_dir: Path):
+    """A registry of the serving tests' own (they move aliases): see tests/serving_support.py."""
+    from tests.serving_support import make_serving_home
+
+    yield from make_serving_home(tmp_path_factory, churn_config_dir)

@@ -65,9 +65,9 @@ def test_dagster_ui_loads_the_code_location_and_shows_materialized_assets(in_hom
     assert entry["name"] == "mlops_assets"
     assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
     nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
-    assert len(nodes) == 13  # 12 assets and the external approvals ledger
+    assert len(nodes) == 15  # 13 assets, the external approvals ledger and the external prediction log
     groups = {n["groupName"] for n in nodes.values()}
-    assert groups == {"features", "training", "pipeline", "governance", "monitoring"}
+    assert groups == {"features", "training", "pipeline", "governance", "monitoring", "serving"}
     model = nodes["churn/model"]
     assert model["assetMaterializations"][0]["runId"] == summary.run_id
     labels = {e["label"] for e in model["assetMaterializations"][0]["metadataEntries"]}
