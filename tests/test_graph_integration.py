@@ -16,7 +16,7 @@ from mlops_assets.training.registry import CHAMPION, load_champion
 
 pytestmark = pytest.mark.slow
 
-ASSETS = ["raw_rows", "features", "training_set", "model", "evaluation", "champion", "model_card", "drift_report"]
+ASSETS = ["raw_rows", "features", "training_set", "study", "model", "evaluation", "champion", "model_card", "drift_report"]
 SYSTEM_GROUPS = {"features", "training", "pipeline", "governance", "monitoring"}
 
 
