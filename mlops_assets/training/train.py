@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,10 @@ def log_datasets(settings: Settings, training_set: pd.DataFrame, config: Dataset
     source = str(settings.asset_storage / config.name / "training_set")
     for split in ("train", "validation", "test"):
         frame = split_frame(training_set, split)
-        dataset = mlflow.data.from_pandas(frame, source=source, targets=config.target, name=f"{config.name}-{split}")
+        with warnings.catch_warnings():
+            # "integer columns cannot represent missing values"; "source can be interpreted in multiple ways"
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(frame, source=source, targets=config.target, name=f"{config.name}-{split}")
         mlflow.log_input(dataset, context="training" if split == "train" else split)
 
 
