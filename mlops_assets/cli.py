@@ -121,5 +121,13 @@ def mlflow_ui(port: int) -> None:
           settings)
 
 
+from mlops_assets.training import commands as training_commands  # noqa: E402
+
+main.add_command(training_commands.tune)
+main.add_command(training_commands.reproduce)
+main.add_command(training_commands.compare)
+main.add_command(training_commands.runs)
+main.add_command(training_commands.artifacts)
+
 if __name__ == "__main__":
     main()

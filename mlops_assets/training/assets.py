@@ -138,6 +138,11 @@ def build_training_assets(config: DatasetConfig, settings: Settings) -> list[dg.
                 [{k: row[k] for k in ("metric", "a", "b", "difference", "ci_low", "ci_high", "p_value", "test", "verdict")}
                  for row in result.comparison]).rename(columns={"a": f"champion v{result.champion_version}",
                                                                  "b": "candidate"})))
+        if result.artifact_storage:
+            stored = result.artifact_storage
+            metadata["artifact_storage"] = dg.MetadataValue.text(
+                f"{stored['files']} files, {stored['logical_bytes'] / 1e6:.1f} MB in MLflow's layout, "
+                f"{stored['stored_bytes'] / 1e6:.1f} MB on disk (content-addressed)")
         if result.threshold_warning:
             metadata["decision_threshold_warning"] = dg.MetadataValue.text(result.threshold_warning)
         return dg.Output(result, metadata=metadata)

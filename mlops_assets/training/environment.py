@@ -29,6 +29,7 @@ class Environment:
     packages: tuple[str, ...]  # sorted "name==version"
     git_commit: str
     git_dirty: bool
+    git_diff_hash: str = ""  # hash of the uncommitted changes to tracked files ("" when clean)
 
     @property
     def packages_hash(self) -> str:
@@ -42,6 +43,7 @@ class Environment:
             "platform": self.platform,
             "git_commit": self.git_commit,
             "git_dirty": str(self.git_dirty).lower(),
+            **({"git_diff_hash": self.git_diff_hash} if self.git_dirty else {}),
         }
 
     def to_json(self) -> str:
@@ -51,10 +53,14 @@ class Environment:
     def from_json(cls, text: str) -> Environment:
         raw = json.loads(text)
         return cls(python=raw["python"], platform=raw["platform"], packages=tuple(raw["packages"]),
-                   git_commit=raw["git_commit"], git_dirty=bool(raw["git_dirty"]))
+                   git_commit=raw["git_commit"], git_dirty=bool(raw["git_dirty"]),
+                   git_diff_hash=raw.get("git_diff_hash", ""))
 
     def differences(self, other: Environment) -> list[str]:
         """What differs from ``other``, one short phrase each; empty when they are the same."""
+        return self.package_differences(other) + self.code_differences(other)
+
+    def package_differences(self, other: Environment) -> list[str]:
         found = []
         if self.python != other.python:
             found.append(f"Python {self.python} vs {other.python}")
@@ -64,10 +70,19 @@ class Environment:
         if changed:
             shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
             found.append(f"packages differ: {shown}")
+        return found
+
+    def code_differences(self, other: Environment) -> list[str]:
+        found = []
         if self.git_commit != other.git_commit:
             found.append(f"git commit {self.git_commit} vs {other.git_commit}")
-        if self.git_dirty or other.git_dirty:
-            found.append("the working tree had uncommitted changes" + (" (recorded run)" if self.git_dirty else " (now)"))
+        if (self.git_dirty, self.git_diff_hash) != (other.git_dirty, other.git_diff_hash):
+            states = {True: "uncommitted changes", False: "a clean tree"}
+            if self.git_dirty and other.git_dirty:
+                found.append("the working tree has different uncommitted changes than the recorded run")
+            else:
+                found.append(f"the recorded run had {states[self.git_dirty]}, the working tree now has "
+                             f"{states[other.git_dirty]}")
         return found
 
 
@@ -80,26 +95,32 @@ def installed_packages() -> tuple[str, ...]:
     return tuple(sorted({f"{d.metadata['Name'].lower()}=={d.version}" for d in distributions() if d.metadata["Name"]}))
 
 
-def git_state(folder: Path = PROJECT_ROOT) -> tuple[str, bool]:
-    """The commit checked out in ``folder`` and whether tracked files have uncommitted changes."""
+def git_state(folder: Path = PROJECT_ROOT) -> tuple[str, bool, str]:
+    """The commit checked out in ``folder``, whether tracked files have uncommitted changes, and their hash.
+
+    The hash lets a run made from a dirty tree still be matched: the same uncommitted
+    changes are the same code.
+    """
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, capture_output=True,
                                 text=True, timeout=5)
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
-                                capture_output=True, text=True, timeout=10)
+        diff = subprocess.run(["git", "diff", "HEAD", "--no-ext-diff", "--binary"], cwd=folder,
+                              capture_output=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
-        return "unknown", False
+        return "unknown", False, ""
     if commit.returncode != 0:
-        return "unknown", False
-    return commit.stdout.strip(), bool(status.stdout.strip())
+        return "unknown", False, ""
+    dirty = bool(diff.stdout.strip())
+    return commit.stdout.strip(), dirty, hashlib.sha256(diff.stdout).hexdigest()[:12] if dirty else ""
 
 
 def capture_environment(folder: Path = PROJECT_ROOT) -> Environment:
-    commit, dirty = git_state(folder)
+    commit, dirty, diff_hash = git_state(folder)
     return Environment(
         python=platform.python_version(),
         platform=f"{sys.platform}-{platform.machine()}",
         packages=installed_packages(),
         git_commit=commit,
         git_dirty=dirty,
+        git_diff_hash=diff_hash,
     )

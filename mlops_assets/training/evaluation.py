@@ -33,6 +33,7 @@ from mlops_assets.config import DatasetConfig  # noqa: E402
 from mlops_assets.features.training_set import binary_target, split_frame  # noqa: E402
 from mlops_assets.settings import Settings  # noqa: E402
 from mlops_assets.training.tracking import now_label  # noqa: E402
+from mlops_assets.training.artifacts import deduplicate  # noqa: E402
 from mlops_assets.training.comparison import Comparison, compare_models  # noqa: E402
 from mlops_assets.training.registry import (  # noqa: E402
     CHAMPION,
@@ -151,6 +152,7 @@ class Evaluation:
     comparison_summary: str | None = None
     champion_version: str | None = None
     threshold_warning: str | None = None
+    artifact_storage: dict[str, int] | None = None
 
 
 def compare_with_champion(settings: Settings, config: DatasetConfig, test: pd.DataFrame, y_test: np.ndarray,
@@ -229,7 +231,10 @@ def evaluate_on_test(settings: Settings, config: DatasetConfig, training_set: pd
         shutil.rmtree(version_folder)
     folder.rename(version_folder)
     paths = {name: version_folder / path.name for name, path in paths.items()}
+    storage = deduplicate(settings)
     return Evaluation(model=registered, metrics=metrics, plots=paths,
                       comparison=comparison.as_dicts() if comparison else None,
                       comparison_summary=comparison.summary if comparison else None,
-                      champion_version=champion_version, threshold_warning=logged.threshold_warning)
+                      champion_version=champion_version, threshold_warning=logged.threshold_warning,
+                      artifact_storage={"files": storage.files, "logical_bytes": storage.logical_bytes,
+                                        "stored_bytes": storage.stored_bytes})

@@ -26,6 +26,7 @@ from mlops_assets.config import DatasetConfig
 from mlops_assets.errors import PlatformError
 from mlops_assets.features.engineering import derive_features
 from mlops_assets.settings import Settings
+from mlops_assets.training.artifacts import canonicalize_logged_model
 from mlops_assets.training.model_families import FAMILIES
 from mlops_assets.training.tracking import (
     EXPERIMENT_KIND_TAG,
@@ -108,7 +109,7 @@ def log_model(pipeline: Pipeline, config: DatasetConfig, example: pd.DataFrame) 
     sample = sample.astype({c: "float64" for c in sample.columns if pd.api.types.is_integer_dtype(sample[c])})
     # The pyfunc serves predict_proba (below), so the signature describes its [p(0), p(1)] rows.
     signature = infer_signature(sample, pipeline.predict_proba(sample))
-    return mlflow.sklearn.log_model(
+    info = mlflow.sklearn.log_model(
         pipeline,
         name="model",
         signature=signature,
@@ -117,6 +118,9 @@ def log_model(pipeline: Pipeline, config: DatasetConfig, example: pd.DataFrame) 
         skops_trusted_types=list(FAMILIES[config.model.family].skops_trusted_types),
         pyfunc_predict_fn="predict_proba",
     )
+    # The same model gets the same bytes, so retraining on unchanged data stores it once (artifacts.py).
+    canonicalize_logged_model(mlflow.get_logged_model(info.model_id).artifact_location)
+    return info
 
 
 def register_version(settings: Settings, config: DatasetConfig, model_uri: str, run_id: str,

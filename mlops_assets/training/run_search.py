@@ -18,6 +18,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy import orm
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlRun, SqlTag
@@ -50,7 +51,9 @@ class SearchRequest:
 def check_request(request: SearchRequest) -> None:
     """Parse the filter and order-by as MLflow would; a syntax error is one line, before any query."""
     try:
-        SearchUtils.parse_search_filter(request.filter_string)
+        parsed = SearchUtils.parse_search_filter(request.filter_string)
+        # Comparators and keys are only checked while MLflow builds the SQL clauses: build them now.
+        _get_sqlalchemy_filter_clauses(parsed, orm.Session(), "sqlite")
     except MlflowException as exc:
         raise SearchError(f"filter {request.filter_string!r}: {exc.message.splitlines()[0]}") from exc
     for clause in request.order_by:
@@ -109,8 +112,6 @@ def _order_clauses(order_by: list[str]):
     in the ON clause is the same rows and uses the (key, run_uuid) primary key. The CASE
     columns are MLflow's: NaN then missing values sort last, whatever the direction.
     """
-    from sqlalchemy import orm
-
     select_clauses, clauses, joins, seen = [], [], [], set()
     for number, clause in enumerate(order_by, start=1):
         key_type, key, ascending = SearchUtils.parse_order_by_for_search_runs(clause)

@@ -24,6 +24,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from mlops_assets.config import DatasetConfig, load_dataset_config
 from mlops_assets.settings import Settings
+from mlops_assets.training.artifacts import deduplicate
 from mlops_assets.training.registry import client as tracking_client
 from mlops_assets.training.registry import ensure_experiment
 from mlops_assets.training.study import (
@@ -93,7 +94,7 @@ def tune(settings: Settings, config: DatasetConfig, training_set: pd.DataFrame, 
                              len(study.get_trials(deepcopy=False)) - before, time.time() - started)
         outcome.mlflow_run_id = run_id
         outcome.plots = study_plots(study, settings.dataset_reports(config.name) / "study" / name)
-        _log_outcome(client, run_id, config, outcome, limit, workers)
+        _log_outcome(settings, client, run_id, config, outcome, limit, workers)
         client.set_terminated(run_id, "FINISHED")
     except BaseException as exc:
         client.set_tag(run_id, "error", str(exc)[:5000])
@@ -102,7 +103,7 @@ def tune(settings: Settings, config: DatasetConfig, training_set: pd.DataFrame, 
     return outcome
 
 
-def _log_outcome(client, run_id: str, config: DatasetConfig, outcome: StudyOutcome, limit: int, workers: int) -> None:
+def _log_outcome(settings: Settings, client, run_id: str, config: DatasetConfig, outcome: StudyOutcome, limit: int, workers: int) -> None:
     now = int(time.time() * 1000)
     counts = outcome.trials
     params = {"model_family": config.model.family, "metric": config.tuning.metric, "pruner": config.tuning.pruner,
@@ -125,6 +126,7 @@ def _log_outcome(client, run_id: str, config: DatasetConfig, outcome: StudyOutco
         client.log_artifact(run_id, str(best), artifact_path="study")
     for path in outcome.plots.values():
         client.log_artifact(run_id, path, artifact_path="study")
+    deduplicate(settings)
 
 
 def worker_environment(workers: int) -> dict[str, str]:
