@@ -76,14 +76,22 @@ def choose_threshold(y_true: np.ndarray, scores: np.ndarray, rule: float | str) 
 
 
 def threshold_warning(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> str | None:
-    """A sentence for the model's metadata and card when the cut-off predicts one class only."""
-    predicted = np.asarray(scores) >= threshold
-    if predicted.all() or not predicted.any():
-        label = "positive" if predicted.all() else "negative"
-        return (f"decision threshold {threshold:.4f} labels every validation row {label} "
-                f"(positive rate {np.mean(y_true):.3f}): its accuracy is the base rate; set a fixed "
-                "model.decision_threshold or use max_mcc")
-    return None
+    """A sentence for the model's metadata and card when the cut-off (nearly) predicts one class only.
+
+    Degenerate: at least 99% of the validation rows get the same label and the accuracy is no
+    better than always answering the majority class. A rare-positive model that flags 1% of
+    rows correctly is not degenerate; max_f1 on a majority-positive target usually is.
+    """
+    y_true, predicted = np.asarray(y_true), np.asarray(scores) >= threshold
+    share = predicted.mean()
+    majority = max(np.mean(y_true), 1 - np.mean(y_true))
+    if 0.01 < share < 0.99 or np.mean(predicted == y_true) > majority:
+        return None
+    label = "positive" if share >= 0.99 else "negative"
+    nearly = "" if share in (0.0, 1.0) else "nearly "
+    return (f"decision threshold {threshold:.4f} labels {nearly}every validation row {label} "
+            f"({100 * share:.1f}% positive; positive rate {np.mean(y_true):.3f}): its accuracy is the base rate. "
+            "Use decision_threshold: max_mcc or a fixed cut-off")
 
 
 def classification_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
