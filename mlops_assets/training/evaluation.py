@@ -78,14 +78,16 @@ def choose_threshold(y_true: np.ndarray, scores: np.ndarray, rule: float | str) 
 def threshold_warning(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> str | None:
     """A sentence for the model's metadata and card when the cut-off (nearly) predicts one class only.
 
-    Degenerate: at least 99% of the validation rows get the same label and the accuracy is no
-    better than always answering the majority class. A rare-positive model that flags 1% of
-    rows correctly is not degenerate; max_f1 on a majority-positive target usually is.
+    Degenerate: at least 99% of the validation rows get one label that less than 99% of them
+    truly have. A rare-positive model that flags 1% of rows is not degenerate; max_f1 on a
+    majority-positive target usually is.
     """
     y_true, predicted = np.asarray(y_true), np.asarray(scores) >= threshold
     share = predicted.mean()
-    majority = max(np.mean(y_true), 1 - np.mean(y_true))
-    if 0.01 < share < 0.99 or np.mean(predicted == y_true) > majority:
+    if 0.01 < share < 0.99:
+        return None
+    true_share = np.mean(y_true) if share >= 0.99 else 1 - np.mean(y_true)
+    if true_share >= 0.99 and share not in (0.0, 1.0):
         return None
     label = "positive" if share >= 0.99 else "negative"
     nearly = "" if share in (0.0, 1.0) else "nearly "
