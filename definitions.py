@@ -13,6 +13,7 @@ from mlops_assets.features.assets import build_feature_assets
 from mlops_assets.governance.assets import build_governance_assets
 from mlops_assets.monitoring.assets import build_monitoring_assets
 from mlops_assets.pipeline.assets import build_pipeline_assets
+from mlops_assets.pipeline.checks import build_gate_checks
 from mlops_assets.pipeline.jobs import main_job
 from mlops_assets.settings import Settings
 from mlops_assets.training.assets import build_training_assets
@@ -22,14 +23,17 @@ from mlops_assets.training.resources import mlflow_resource
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     assets: list[dg.AssetsDefinition] = []
+    checks: list[dg.AssetChecksDefinition] = []
     for config in load_dataset_configs(settings.configs):
         assets += build_feature_assets(config)
         assets += build_training_assets(config, settings)
         assets += build_pipeline_assets(config, settings)
+        checks += build_gate_checks(config, settings)
         assets += build_governance_assets(config, settings)
         assets += build_monitoring_assets(config, settings)
     return dg.Definitions(
         assets=assets,
+        asset_checks=checks,
         jobs=[main_job],
         # Every job, the UI's implicit asset job too, runs all steps in one process: with the multiprocess
         # default each step re-imported Dagster, MLflow, Evidently and scikit-learn (~8 s each), and the

@@ -126,6 +126,7 @@ PLAIN_MODULES = (
     "mlops_assets.data.sources",
     "mlops_assets.data.schemas",
     "mlops_assets.data.validation",
+    "mlops_assets.data.raw_checks",
     "mlops_assets.features.engineering",
     "mlops_assets.features.schemas",
     "mlops_assets.features.training_set",
@@ -159,8 +160,8 @@ def measure_plain() -> dict:
     import mlflow
 
     from mlops_assets.config import load_dataset_configs
-    from mlops_assets.data.schemas import raw_schema
-    from mlops_assets.data.sources import load_source
+    from mlops_assets.data.raw_checks import check_raw_rows
+    from mlops_assets.data.sources import load_source, row_locator
     from mlops_assets.data.validation import require_valid
     from mlops_assets.features.engineering import build_feature_table
     from mlops_assets.features.schemas import feature_schema
@@ -191,8 +192,9 @@ def measure_plain() -> dict:
     mlflow.set_experiment(experiment_id=ensure_experiment(settings))
     lap("setup")
 
-    frame = load_source(config)
-    raw = require_valid(raw_schema(config), frame, config.entity_column, f"{name} raw rows")
+    verdict = check_raw_rows(config, load_source(config), row_locator(config))
+    assert verdict.passed, verdict.failed_checks
+    raw = verdict.valid
     lap("raw_rows")
 
     table = build_feature_table(raw, config)

@@ -41,6 +41,21 @@ class ConfigError(PlatformError, ValueError):
     """A dataset config that cannot be used, with the file and field named."""
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where unquoted yes/no/on/off are booleans: ``values: [no, yes]`` would become
+    ``[False, True]`` and ``positive_class: yes`` ``True``, matching nothing in the data. Here, as in
+    YAML 1.2, only true/false are booleans (pydantic still reads ``nullable: yes`` as a boolean)."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -56,6 +71,8 @@ class ColumnSpec(_Strict):
     values: list[str | int | float | bool] | None = Field(
         default=None, description="allowed values (categorical columns, binary targets)"
     )
+    # Documentation only: excluded from model_dump, so describing a column never changes the feature version.
+    description: str | None = Field(default=None, exclude=True, description="what the column means, for people")
 
 
 class SourceConfig(_Strict):
@@ -171,6 +188,16 @@ class DriftConfig(_Strict):
         return self
 
 
+class ReleaseConfig(_Strict):
+    """How the pipeline treats a new version's gates (the thresholds themselves are ``gates``)."""
+
+    blocking_gates: bool = Field(
+        default=True,
+        description="a failed gate is an ERROR check that stops the run's downstream steps; false: a WARN "
+        "check and the run goes on. Either way a version that failed a gate never becomes champion.",
+    )
+
+
 class DatasetConfig(_Strict):
     name: str
     description: str = ""
@@ -179,6 +206,9 @@ class DatasetConfig(_Strict):
     entity_id: str | None = None
     event_time: str | None = None
     target: str
+    positive_class: str | int | float | bool | None = Field(
+        default=None, description="the target value that means positive; needed unless the target is 0/1 or true/false"
+    )
     columns: dict[str, ColumnSpec]
     sensitive_attributes: list[str] = Field(default_factory=list)
     features: list[str]
@@ -190,6 +220,7 @@ class DatasetConfig(_Strict):
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     comparison: ComparisonConfig = Field(default_factory=ComparisonConfig)
     gates: dict[str, float] = Field(default_factory=dict)
+    release: ReleaseConfig = Field(default_factory=ReleaseConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     path: Path | None = Field(default=None, exclude=True, description="the YAML file this came from")
@@ -200,6 +231,16 @@ class DatasetConfig(_Strict):
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise ValueError(f"name {name!r} must be lowercase letters, digits and underscores (it names assets)")
         return name
+
+    @field_validator("columns")
+    @classmethod
+    def _named_columns(cls, columns: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
+        if any(not name.strip() for name in columns):
+            raise ValueError(
+                "a column name cannot be empty; pandas reads an empty CSV header as 'Unnamed: <position>' "
+                "(from 0), so declare a first column without a name as \"Unnamed: 0\""
+            )
+        return columns
 
     @model_validator(mode="after")
     def _columns_are_declared(self) -> DatasetConfig:
@@ -226,7 +267,31 @@ class DatasetConfig(_Strict):
         target = self.columns[self.target]
         if target.values is not None and len(target.values) != 2:
             raise ValueError(f"target {self.target!r} must be binary: values lists {target.values}")
+        if target.nullable:
+            raise ValueError(f"target {self.target!r} cannot be nullable: a row without a label can be neither "
+                             "learned from nor evaluated (leave such rows out of the source)")
+        self._check_positive_class(target)
         return self
+
+    def _check_positive_class(self, target: ColumnSpec) -> None:
+        """Which target value is positive must never be guessed (the order of ``values`` used to decide)."""
+        positive = self.positive_class
+        if positive is None:
+            spelled = target.type in {"string", "categorical"} if target.values is None else not zero_one(target.values)
+            if spelled:
+                found = f"values {target.values}" if target.values else f"type {target.type}"
+                raise ValueError(
+                    f"target {self.target!r} ({found}) needs positive_class: the value that means positive "
+                    "(only a 0/1 or true/false target can go without)"
+                )
+            return
+        if target.type == "boolean" and not isinstance(positive, bool):
+            raise ValueError(f"positive_class of the boolean target {self.target!r} is true or false, not {positive!r}")
+        if target.type in {"integer", "float"} and (isinstance(positive, (bool, str))):
+            raise ValueError(f"positive_class of the numeric target {self.target!r} is a number, not {positive!r}")
+        listed = target.values is None or positive in target.values or str(positive) in map(str, target.values)
+        if not listed:
+            raise ValueError(f"positive_class {positive!r} is not one of the target's values {target.values}")
 
     # Roles the rest of the platform asks for -----------------------------------------------
     @property
@@ -252,6 +317,13 @@ class DatasetConfig(_Strict):
         return self.numeric_features + self.categorical_features
 
     @property
+    def positive_label(self) -> str:
+        """The positive class as people read it: ``'yes'``, or ``1`` for a 0/1 target."""
+        if self.positive_class is not None:
+            return repr(self.positive_class)
+        return "true" if self.columns[self.target].type == "boolean" else "1"
+
+    @property
     def registered_model_name(self) -> str:
         return f"{self.name}_model"
 
@@ -275,30 +347,43 @@ class DatasetConfig(_Strict):
         return path
 
 
-def load_dataset_config(path: str | Path) -> DatasetConfig:
+def zero_one(values: list) -> bool:
+    """Values that are 0/1 or false/true (1.0 and True count as 1): a target that needs no positive_class."""
+    return all(not isinstance(v, str) and v in (0, 1) for v in values)
+
+
+def load_dataset_config(path: str | Path, require_source: bool = True) -> DatasetConfig:
+    """The config in ``path``, checked; ``require_source=False`` for processes that never read the rows
+    (the prediction service, whose Bento ships the configs but not the training data)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_Yaml12Loader)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read dataset config: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a dataset config is a YAML mapping, got {type(raw).__name__}")
     try:
-        return DatasetConfig(**raw, path=path.resolve())
+        config = DatasetConfig(**raw, path=path.resolve())
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"{path}: {problems}") from exc
+    if require_source and config.source.path is not None and not config.resolve_source_path().is_file():
+        raise ConfigError(
+            f"{path}: source.path: {config.resolve_source_path()} does not exist "
+            "(a relative path is relative to the config's folder)"
+        )
+    return config
 
 
-def load_dataset_configs(location: str | Path) -> list[DatasetConfig]:
+def load_dataset_configs(location: str | Path, require_source: bool = True) -> list[DatasetConfig]:
     """One config file, or every ``*.yaml`` in a folder; dataset names must be unique."""
     location = Path(location)
     files = sorted(location.glob("*.yaml")) if location.is_dir() else [location]
     if not files:
         raise ConfigError(f"{location}: no dataset config (*.yaml) found")
-    configs = [load_dataset_config(f) for f in files]
+    configs = [load_dataset_config(f, require_source) for f in files]
     names = [c.name for c in configs]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:

@@ -1,4 +1,4 @@
-"""The model card's content and the champion decision."""
+"""The model card's content and the registry's error handling."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from mlops_assets.data.churn_generator import generate_churn
 from mlops_assets.features.engineering import build_feature_table
 from mlops_assets.features.training_set import split_summary, time_split
 from mlops_assets.governance.model_card import render_model_card
-from mlops_assets.pipeline.assets import decide_champion
 from mlops_assets.settings import PROJECT_ROOT
 
 CHURN = load_dataset_config(PROJECT_ROOT / "configs" / "churn.yaml")
@@ -24,13 +23,6 @@ def test_model_card_states_details_lineage_data_metrics_gates_and_plots():
                      "| min_roc_auc | 0.7 | 0.84 |", "| max_brier | 0.2 | 0.12 |", "![roc](roc.png)",
                      "`gender`", "| test | 75 |"):
         assert expected in card, expected
-
-
-def test_first_evaluated_version_becomes_champion_and_an_existing_one_is_kept():
-    first = decide_champion(None, "1")
-    assert (first.champion_version, first.promoted) == ("1", True)
-    later = decide_champion("1", "2")
-    assert (later.champion_version, later.candidate_version, later.promoted) == ("1", "2", False)
 
 
 def test_an_unreachable_registry_is_an_error_not_a_missing_champion(monkeypatch):

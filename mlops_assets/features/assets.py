@@ -11,9 +11,10 @@ import pandas as pd
 
 from mlops_assets.config import DatasetConfig
 from mlops_assets.dagster_metadata import table_metadata
+from mlops_assets.data.raw_checks import RuleResult, check_raw_rows
 from mlops_assets.data.schemas import raw_schema
 from mlops_assets.data.snapshots import frame_fingerprint
-from mlops_assets.data.sources import load_source
+from mlops_assets.data.sources import load_source, row_locator
 from mlops_assets.data.validation import ValidationReport, validate
 from mlops_assets.features.engineering import build_feature_table
 from mlops_assets.features.schemas import feature_schema
@@ -35,6 +36,8 @@ def schema_check_result(report: ValidationReport, check_name: str) -> dg.AssetCh
                 "failing_rows": dg.MetadataValue.int(report.failing_row_count),
                 "failing_columns": dg.MetadataValue.json(report.failing_columns),
                 "offending_rows": dg.MetadataValue.json(report.failing_entities[:100]),
+                **({"offending_lines": dg.MetadataValue.json(report.failing_locations[:100])}
+                   if report.failing_locations else {}),
                 "failure_cases": dg.MetadataValue.md(markdown_table(report.failure_table())),
                 "summary": dg.MetadataValue.text(report.summary()),
             }
@@ -45,6 +48,17 @@ def schema_check_result(report: ValidationReport, check_name: str) -> dg.AssetCh
         severity=dg.AssetCheckSeverity.ERROR,
         metadata=metadata,
         description=report.summary(),
+    )
+
+
+def rule_check_result(rule: RuleResult) -> dg.AssetCheckResult:
+    """A whole-table check (row count, target classes) with the sentence that explains its verdict."""
+    return dg.AssetCheckResult(
+        check_name=rule.name,
+        passed=rule.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"summary": dg.MetadataValue.text(rule.message), **rule.metadata},
+        description=rule.message,
     )
 
 
@@ -63,24 +77,30 @@ def build_feature_assets(config: DatasetConfig) -> list[dg.AssetsDefinition]:
         owners=config.owners,
         kinds={"pandas", "pandera"},
         check_specs=[dg.AssetCheckSpec("raw_schema", asset=raw_key, blocking=True,
-                                       description=f"Every raw row satisfies {raw_model.__name__} (from the dataset config).")],
+                                       description=f"Every raw row satisfies {raw_model.__name__} (from the dataset config)."),
+                     dg.AssetCheckSpec("row_count", asset=raw_key, blocking=True,
+                                       description="Enough rows for the train/validation/test split."),
+                     dg.AssetCheckSpec("target_classes", asset=raw_key, blocking=True,
+                                       description=f"The target {config.target!r} holds exactly two classes and the "
+                                       "positive one is known.")],
         description=f"Raw rows of the {name} dataset, read from {source} and validated against the "
         f"pandera schema the config declares. {config.description}",
         metadata={"source": source, "config": str(config.path)},
     )
     def raw_rows(context: dg.AssetExecutionContext):
-        frame = load_source(config)
-        report = validate(raw_model, frame, config.entity_column)
-        yield schema_check_result(report, "raw_schema")
-        if not report.passed:
+        verdict = check_raw_rows(config, load_source(config), row_locator(config))
+        yield schema_check_result(verdict.schema, "raw_schema")
+        for rule in verdict.rules:
+            yield rule_check_result(rule)
+        if not verdict.passed:
             raise dg.Failure(
-                description=f"{name}: raw rows rejected, nothing written. {report.summary()}",
-                metadata={"failing_columns": report.failing_columns},
+                description=f"{name}: raw rows rejected by {', '.join(verdict.failed_checks)}; nothing written",
+                metadata={"failed_checks": verdict.failed_checks, "failing_columns": verdict.schema.failing_columns},
             )
-        valid = report.valid
+        valid = verdict.valid
         yield dg.Output(
             valid,
-            metadata={**table_metadata(valid), "data_snapshot": frame_fingerprint(valid), "source": source},
+            metadata={**table_metadata(valid, config=config), "data_snapshot": frame_fingerprint(valid), "source": source},
         )
 
     @dg.asset(
@@ -106,7 +126,7 @@ def build_feature_assets(config: DatasetConfig) -> list[dg.AssetsDefinition]:
         yield dg.Output(
             valid,
             metadata={
-                **table_metadata(valid),
+                **table_metadata(valid, config=config),
                 "feature_version": config.feature_version,
                 "derived_features": dg.MetadataValue.json(config.derived_features),
                 "data_snapshot": frame_fingerprint(valid),
@@ -128,7 +148,7 @@ def build_feature_assets(config: DatasetConfig) -> list[dg.AssetsDefinition]:
         return dg.Output(
             split,
             metadata={
-                **table_metadata(split, preview_rows=5),
+                **table_metadata(split, preview_rows=5, config=config),
                 "splits": dg.MetadataValue.md(markdown_table(summary.reset_index(names="split"))),
                 **{f"{s}_rows": dg.MetadataValue.int(int(summary.loc[s, "rows"])) for s in summary.index},
                 "train_until": str(summary.loc["train", "to"]),

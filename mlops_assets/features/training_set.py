@@ -13,10 +13,13 @@ from mlops_assets.config import DatasetConfig
 
 SPLITS = ("train", "validation", "test")
 
+#: The fewest rows the split accepts; raw_rows checks it before anything is stored (data/raw_checks.py).
+MIN_ROWS = 10
+
 
 def time_split(features: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:
     """The feature table with a ``split`` column; every train row is no later than any validation row."""
-    if len(features) < 10:
+    if len(features) < MIN_ROWS:
         raise ValueError(f"dataset {config.name!r}: {len(features)} rows are too few to split into train/validation/test")
     ordered = features.sort_values([config.time_column, config.entity_column], kind="stable").reset_index(drop=True)
     n = len(ordered)
@@ -35,12 +38,17 @@ def time_split(features: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:
 
 
 def binary_target(frame: pd.DataFrame, config: DatasetConfig) -> pd.Series:
-    """The target as 0/1 whatever the source spelled it as; of two listed values the second is positive."""
+    """The target as 0/1: 1 where it is ``positive_class``; without one the target is 0/1 or false/true.
+
+    The one place the target becomes a label: training, evaluation and the raw_rows check all call it.
+    """
     target = frame[config.target]
-    values = config.columns[config.target].values
-    if values is not None and not set(values) <= {0, 1, True, False}:
-        return (target == values[1]).astype(int)
-    return target.astype(int)
+    positive = config.positive_class
+    if positive is None:
+        return target.astype(int)
+    if pd.api.types.is_numeric_dtype(target.dtype) or pd.api.types.is_bool_dtype(target.dtype):
+        return (target == positive).astype(int)
+    return (target.astype(str) == str(positive)).astype(int)  # text columns: `positive_class: 2` means "2"
 
 
 def split_frame(training_set: pd.DataFrame, name: str) -> pd.DataFrame:

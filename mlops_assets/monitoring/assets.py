@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.config import DatasetConfig
+from mlops_assets.dagster_metadata import rounded
 from mlops_assets.monitoring.drift import DriftResult
 from mlops_assets.monitoring.training_drift import drift_against_training
 from mlops_assets.settings import Settings
@@ -31,7 +32,7 @@ def build_monitoring_assets(config: DatasetConfig, settings: Settings) -> list[d
         return dg.Output(
             result,
             metadata={
-                "drift_share": dg.MetadataValue.float(result.drift_share),
+                "drift_share": rounded(result.drift_share),
                 "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
                 "columns_compared": dg.MetadataValue.int(len(result.columns)),
                 "reference_rows": dg.MetadataValue.int(drift.reference_rows),

@@ -5,6 +5,7 @@ import mlflow
 import pandas as pd
 
 from mlops_assets.config import DatasetConfig
+from mlops_assets.dagster_metadata import metric_metadata, rounded
 from mlops_assets.markdown import markdown_table, png_markdown
 from mlops_assets.settings import Settings
 from mlops_assets.training.evaluation import Evaluation, evaluate_on_test
@@ -56,7 +57,7 @@ def build_training_assets(config: DatasetConfig, settings: Settings) -> list[dg.
             metadata.update({
                 "study_name": outcome.study_name,
                 "storage": outcome.storage,
-                f"best_validation_{outcome.metric}": dg.MetadataValue.float(outcome.best_value),
+                f"best_validation_{outcome.metric}": rounded(outcome.best_value),
                 "best_trial": dg.MetadataValue.int(outcome.best_trial),
                 "trials": dg.MetadataValue.json(outcome.trials),
                 "new_trials": dg.MetadataValue.int(outcome.new_trials),
@@ -93,8 +94,8 @@ def build_training_assets(config: DatasetConfig, settings: Settings) -> list[dg.
             "mlflow_run_id": logged.run_id,
             "mlflow_run": dg.MetadataValue.url(mlflow_run_url(settings, logged.run_id)),
             "model_uri": logged.model_uri,
-            "decision_threshold": dg.MetadataValue.float(fitted.threshold),
-            **{f"validation_{k}": dg.MetadataValue.float(v) for k, v in fitted.validation_metrics.items()
+            "decision_threshold": rounded(fitted.threshold),
+            **{f"validation_{k}": rounded(v) for k, v in fitted.validation_metrics.items()
                if k in ("roc_auc", "pr_auc", "log_loss", "brier")},
             "params": dg.MetadataValue.json({**config.model.params, **study.best_params}),
             "data_snapshot": tags["data_snapshot"],
@@ -120,13 +121,10 @@ def build_training_assets(config: DatasetConfig, settings: Settings) -> list[dg.
     )
     def evaluation(context: dg.AssetExecutionContext, training_set: pd.DataFrame, model: LoggedModel) -> dg.Output[Evaluation]:
         result = evaluate_on_test(settings, config, training_set, model, {"dagster_run_id": context.run_id})
-        metrics = result.metrics
-        metric_table = pd.DataFrame({"metric": list(metrics), "value": list(metrics.values())})
         metadata: dict[str, dg.MetadataValue] = {
-            **{k: dg.MetadataValue.float(v) for k, v in metrics.items()},
+            **metric_metadata(result.metrics),
             "model_version": result.model.version,
             "mlflow_run": dg.MetadataValue.url(mlflow_run_url(settings, model.run_id)),
-            "metrics": dg.MetadataValue.md(markdown_table(metric_table)),
             "roc_curve": dg.MetadataValue.md(png_markdown(result.plots["roc"].read_bytes(), "ROC curve")),
             "calibration": dg.MetadataValue.md(png_markdown(result.plots["calibration"].read_bytes(), "calibration")),
             "plots_folder": dg.MetadataValue.path(str(result.plots["roc"].parent)),
