@@ -11,6 +11,7 @@ from mlops_assets.markdown import png_data_uri
 from mlops_assets.settings import Settings
 from mlops_assets.training.evaluation import Evaluation
 from mlops_assets.training.registry import client
+from mlops_assets.training.tracking import attach_report
 
 GROUP = "governance"
 
@@ -39,6 +40,7 @@ def build_governance_assets(config: DatasetConfig, settings: Settings) -> list[d
         )
         path = folder / "model_card.md"
         path.write_text(card)
+        attach_report(settings.mlflow_tracking_uri, model.run_id, str(path), "model_card")  # the card in MLflow too
         inline = render_model_card(
             config, model.version, model.run_id, evaluation.metrics, summary, tags,
             images={caption: png_data_uri(plot.read_bytes()) for caption, plot in evaluation.plots.items()},
