@@ -123,6 +123,9 @@ def ui(port: int) -> None:
 def mlflow_ui(port: int) -> None:
     """The MLflow UI on this home's tracking database and artifacts."""
     settings = _settings()
+    from mlops_assets.training.commands import print_mlflow_link
+
+    print_mlflow_link(settings, port)
     _exec([_tool("mlflow"), "ui", "--backend-store-uri", settings.mlflow_tracking_uri,
            "--default-artifact-root", settings.mlflow_artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port)],
           settings)

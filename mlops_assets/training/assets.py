@@ -11,6 +11,7 @@ from mlops_assets.settings import Settings
 from mlops_assets.training.evaluation import Evaluation, evaluate_on_test
 from mlops_assets.training.registry import LoggedModel, ensure_experiment
 from mlops_assets.training.study import StudyOutcome, check_tunable
+from mlops_assets.training.tracking import experiment_url
 from mlops_assets.training.train import fit_model, lineage_tags, log_training_run
 from mlops_assets.training.tuning import tune
 
@@ -18,8 +19,7 @@ GROUP = "training"
 
 
 def mlflow_run_url(settings: Settings, run_id: str) -> str:
-    experiment_id = ensure_experiment(settings)
-    return f"{settings.mlflow_ui}/#/experiments/{experiment_id}/runs/{run_id}"
+    return experiment_url(settings.mlflow_ui, ensure_experiment(settings), run_id)
 
 
 def _active_run_id() -> str | None:

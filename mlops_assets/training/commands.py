@@ -47,6 +47,14 @@ def materialized_training_set(settings: Settings, config: DatasetConfig) -> pd.D
     return load_definitions(settings).load_asset_value(key, instance=instance)
 
 
+def print_mlflow_link(settings: Settings, port: int) -> None:
+    """Where to open the MLflow UI so that it shows the runs (model training view)."""
+    from mlops_assets.training.registry import ensure_experiment
+    from mlops_assets.training.tracking import experiment_url
+
+    click.echo(f"open {experiment_url(f'http://127.0.0.1:{port}', ensure_experiment(settings))}")
+
+
 @click.command()
 @click.argument("dataset")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),

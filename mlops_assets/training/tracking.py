@@ -4,7 +4,9 @@ Three things a plain ``mlflow.start_run`` does not give:
 
 - **The UI opens on runs.** MLflow 3's UI shows an experiment's GenAI overview (traces,
   token usage) unless the experiment's ``mlflow.experimentKind`` tag says it is model
-  training (read by the UI's JavaScript; value ``custom_model_development``).
+  training (read by the UI's JavaScript; value ``custom_model_development``). MLflow 3.17
+  also has a global GenAI / Model training switch that wins over the tag; every link the
+  platform prints selects model training (``experiment_url``).
 - **Names and descriptions a person can read** (``mlflow.runName``, ``mlflow.note.content``).
 - **Trials that cost little.** Each Optuna trial becomes a nested run, written after the
   trial ends by a background thread in three store calls; the optimization loop only
@@ -25,12 +27,21 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+#: MLflow 3.17's UI has a global "GenAI | Model training" switch, kept in the browser and defaulting
+#: to GenAI, that wins over the experiment tag; this query parameter selects model training.
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
 DESCRIPTION_TAG = "mlflow.note.content"
 
 _TRIAL_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 _tuned_engines: set[int] = set()
+
+
+def experiment_url(ui: str, experiment_id: str, run_id: str | None = None) -> str:
+    """A link into the MLflow UI that opens on runs (model training), not on the GenAI overview."""
+    run = f"/runs/{run_id}" if run_id else ""
+    return f"{ui}/#/experiments/{experiment_id}{run}?{MODEL_TRAINING_VIEW}"
 
 
 def now_label() -> str:
