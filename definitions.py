@@ -29,7 +29,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         assets += build_training_assets(config, settings)
         assets += build_pipeline_assets(config, settings)
         checks += build_gate_checks(config, settings)
-        assets += build_governance_assets(config, settings)
+        governance = build_governance_assets(config, settings)
+        assets += [g for g in governance if not isinstance(g, dg.AssetChecksDefinition)]
+        checks += [g for g in governance if isinstance(g, dg.AssetChecksDefinition)]
         assets += build_monitoring_assets(config, settings)
     return dg.Definitions(
         assets=assets,

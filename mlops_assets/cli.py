@@ -140,5 +140,13 @@ main.add_command(training_commands.compare)
 main.add_command(training_commands.runs)
 main.add_command(training_commands.artifacts)
 
+from mlops_assets.governance import commands as governance_commands  # noqa: E402
+
+main.add_command(governance_commands.approve)
+main.add_command(governance_commands.reject)
+main.add_command(governance_commands.explain)
+main.add_command(governance_commands.lineage)
+main.add_command(governance_commands.governance)
+
 if __name__ == "__main__":
     main()

@@ -198,6 +198,49 @@ class ReleaseConfig(_Strict):
     )
 
 
+class FairnessConfig(_Strict):
+    """How fairness is measured on the test split, and the limits that block a model (governance)."""
+
+    min_group_size: int = Field(default=30, ge=1, description="smaller groups are flagged and left out of differences")
+    bootstrap: int = Field(default=200, ge=0, description="bootstrap resamples for the intervals (0: none)")
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    intersections: bool = Field(default=True, description="also every pair of sensitive attributes")
+    judge_intersections: bool = Field(default=False, description="hold pairs to the thresholds too (else: measured)")
+    bands: dict[str, list[float]] = Field(default_factory=dict, description="numeric sensitive attribute -> band edges")
+    max_demographic_parity_difference: float | None = Field(default=None, ge=0, le=1)
+    max_equalized_odds_difference: float | None = Field(default=None, ge=0, le=1)
+    min_demographic_parity_ratio: float | None = Field(default=None, ge=0, le=1)
+    min_equalized_odds_ratio: float | None = Field(default=None, ge=0, le=1)
+    seed: int = 0
+
+    @field_validator("bands")
+    @classmethod
+    def _increasing_edges(cls, bands: dict[str, list[float]]) -> dict[str, list[float]]:
+        for name, edges in bands.items():
+            if not edges or any(b <= a for a, b in zip(edges, edges[1:])):
+                raise ValueError(f"bands.{name} must be a non-empty list of strictly increasing edges, got {edges}")
+        return bands
+
+
+class ExplanationConfig(_Strict):
+    """Global permutation importance and per-row contributions (governance)."""
+
+    repeats: int = Field(default=5, ge=2, description="permutation-importance repeats (the spread comes from them)")
+    examples: int = Field(default=3, ge=0, description="test rows explained on the card")
+    background_rows: int = Field(default=64, ge=8, description="training rows a contribution is measured against")
+    permutations: int = Field(default=16, ge=2, description="feature orderings sampled per explained row")
+    seed: int = 0
+
+
+class GovernanceConfig(_Strict):
+    """Model cards, fairness, explanations and approvals: paths are relative to the config file."""
+
+    human_sections: str | None = Field(default=None, description="reviewed card text; default <name>.card.md")
+    roles_file: str | None = Field(default=None, description="people, roles and required approvals; none: no approvals")
+    fairness: FairnessConfig = Field(default_factory=FairnessConfig)
+    explanations: ExplanationConfig = Field(default_factory=ExplanationConfig)
+
+
 class DatasetConfig(_Strict):
     name: str
     description: str = ""
@@ -223,6 +266,7 @@ class DatasetConfig(_Strict):
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
     path: Path | None = Field(default=None, exclude=True, description="the YAML file this came from")
 
     @field_validator("name")

@@ -16,6 +16,7 @@ URI and Dagster storage from it: MLflow left to itself follows the current direc
 | ``DAGSTER_HOME`` | the project root | folder holding the ``dagster.yaml`` to use |
 | ``MLOPS_DAGSTER_STORAGE`` | always ``$MLOPS_HOME/dagster`` | plumbing: the storage the root ``dagster.yaml`` names (``.env`` sets it for plain ``dagster dev``) |
 | ``BENTOML_HOME`` | ``$MLOPS_HOME/bentoml`` | BentoML's own store (instead of ``~/bentoml``) |
+| ``MLOPS_APPROVALS_DB`` | ``sqlite:///$MLOPS_HOME/governance/approvals.db`` | approval ledger (read in ``governance/ledger.py``) |
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: Every variable that points a process at a platform home (see the table above).
 HOME_VARIABLES = ("MLOPS_HOME", "MLOPS_CONFIGS", "MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_EXPERIMENT", "MLOPS_MLFLOW_UI",
                   "DAGSTER_HOME", "MLOPS_DAGSTER_STORAGE", "BENTOML_HOME", "MLOPS_DAGSTER_PG_URL",
-                  "MLOPS_OPTUNA_STORAGE")
+                  "MLOPS_OPTUNA_STORAGE", "MLOPS_APPROVALS_DB")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ import pytest
 from mlops_assets.settings import PROJECT_ROOT
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
-COMMANDS = ["demo", "materialize", "serve", "ui", "mlflow-ui", "promote"]
+COMMANDS = ["demo", "materialize", "serve", "ui", "mlflow-ui", "promote", "approve", "reject", "explain", "lineage",
+            "governance"]
 
 
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess:

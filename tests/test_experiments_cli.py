@@ -47,7 +47,6 @@ def test_mlflow_opens_on_runs_named_described_with_datasets_metrics_and_the_stud
     trials = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{study.info.run_id}'")
     assert len(trials) == 3 and all(t.data.tags["mlflow.runName"].startswith("churn-trial-") for t in trials)
     assert run.data.tags["optuna.study"] == study.data.tags["optuna.study"]
-    assert [a.path for a in client.list_artifacts(run.info.run_id, "model_card")] == ["model_card/model_card.md"]
     # MLflow 3.17's global GenAI switch wins over the tag: the links the platform shows select model training.
     from mlops_assets.training.assets import mlflow_run_url
     assert mlflow_run_url(settings, run.info.run_id).endswith(f"/runs/{run.info.run_id}?workflowType=machine_learning")

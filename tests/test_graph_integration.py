@@ -16,7 +16,8 @@ from mlops_assets.training.registry import CHAMPION, load_champion
 
 pytestmark = pytest.mark.slow
 
-ASSETS = ["raw_rows", "features", "training_set", "study", "model", "evaluation", "champion", "model_card", "drift_report"]
+ASSETS = ["raw_rows", "features", "training_set", "study", "model", "evaluation", "champion", "explanations", "model_card",
+          "drift_report"]
 SYSTEM_GROUPS = {"features", "training", "pipeline", "governance", "monitoring"}
 
 
@@ -110,7 +111,7 @@ def test_evaluation_metadata_carries_metrics_plots_and_mlflow_link(in_home):
 def test_model_card_and_drift_report_are_written_under_mlops_home(in_home):
     settings, _ = in_home
     card = (settings.reports / "churn" / "v1" / "model_card.md").read_text()
-    assert "# Model card: churn_model v1" in card and "roc_auc" in card and "![roc](roc.png)" in card
+    assert "# Model card: churn_model v1" in card and "roc_auc" in card and "![ROC curve](roc.png)" in card
     assert (settings.reports / "churn" / "v1" / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = settings.reports / "churn" / "drift_report.html"
     assert report.stat().st_size > 100_000

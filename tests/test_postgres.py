@@ -79,8 +79,9 @@ def test_graph_materializes_on_a_postgres_instance_with_mlflow_on_postgres(tmp_p
         assert status == "SUCCESS"
         assert {tuple(json.loads(k)) for k in keys} == {
             ("churn", a) for a in ("raw_rows", "features", "training_set", "study", "model", "evaluation",
-                                   "champion", "model_card", "drift_report")}
-        assert sorted(checks) == [("feature_schema", "SUCCEEDED"), ("gate_max_brier", "SUCCEEDED"),
+                                   "champion", "explanations", "model_card", "drift_report")}
+        assert sorted(checks) == [("card_coverage", "SUCCEEDED"), ("fairness", "SUCCEEDED"),
+                                  ("feature_schema", "SUCCEEDED"), ("gate_max_brier", "SUCCEEDED"),
                                   ("gate_min_roc_auc", "SUCCEEDED"), ("raw_schema", "SUCCEEDED"),
                                   ("row_count", "SUCCEEDED"), ("target_classes", "SUCCEEDED")]
         # Nothing of the instance went to SQLite under MLOPS_HOME.

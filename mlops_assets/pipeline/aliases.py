@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
+from mlops_assets.governance.approvals import require_promotion_allowed
 from mlops_assets.config import DatasetConfig
 from mlops_assets.errors import PlatformError
 from mlops_assets.pipeline.gates import GATES_PASSED_TAG, failed_gates_in_tags
@@ -86,6 +87,9 @@ def move_alias(settings: Settings, config: DatasetConfig, alias: str, version: s
         raise PromotionError("an alias move needs a reason (--reason TEXT): it is recorded on the version")
     model = config.registered_model_name
     tags = _version_tags(settings, config, version)
+    if alias == CHAMPION:
+        # Governance: failed fairness, or (when a roles file requires them) missing approvals or a rejection.
+        require_promotion_allowed(settings, config, version)
     failed = failed_gates_in_tags(tags)
     if failed:
         raise PromotionError(f"{model} v{version} failed {failed}: a version that failed a gate cannot be {alias}")

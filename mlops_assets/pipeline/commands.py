@@ -72,3 +72,7 @@ def promote(model: str, version: str, alias: str, reason: str) -> None:
     summary = f"{config.registered_model_name}: " + "; ".join(m.describe() for m in moves) + f" by {by}: {reason}"
     report_alias_moves(settings, config, summary)
     click.echo(summary)
+    from mlops_assets.governance.workflow import refresh_card
+
+    for moved in sorted({m.version for m in moves}):  # their cards' deployment history, brought up to date
+        refresh_card(settings, config, moved)

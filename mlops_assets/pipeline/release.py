@@ -8,11 +8,12 @@ passes its gates becomes champion; a version that fails one never does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from mlops_assets.governance.approvals import PromotionRefused
 from mlops_assets.config import DatasetConfig
 from mlops_assets.features.training_set import binary_target, split_frame
 from mlops_assets.pipeline.aliases import move_alias
@@ -75,7 +76,11 @@ def release_candidate(settings: Settings, config: DatasetConfig, evaluation: Eva
     decision = decide_champion(candidate, gates, evaluation.metrics["roc_auc"], champion, champion_roc_auc,
                                len(test), not_comparable)
     if decision.promoted:
-        move_alias(settings, config, CHAMPION, candidate, by=by, reason=decision.reason)
+        try:
+            move_alias(settings, config, CHAMPION, candidate, by=by, reason=decision.reason)
+        except PromotionRefused as refused:  # awaiting approvals, rejected, or unfair: the champion stays
+            decision = replace(decision, champion_version=champion, promoted=False,
+                               reason=f"{decision.reason}; not promoted: {refused}")
     return decision
 
 

@@ -80,11 +80,6 @@ def describe_experiment(client: MlflowClient, experiment_id: str, description: s
             client.set_experiment_tag(experiment_id, key, value)
 
 
-def attach_report(tracking_uri: str, run_id: str, path: str, artifact_path: str) -> None:
-    """Put a report written by another asset (model card, drift report) among a run's artifacts."""
-    MlflowClient(tracking_uri).log_artifact(run_id, path, artifact_path=artifact_path)
-
-
 @dataclass
 class TrialRecord:
     """One finished Optuna trial, as its nested MLflow run will show it."""
