@@ -236,10 +236,11 @@ def evaluate_on_test(settings: Settings, config: DatasetConfig, training_set: pd
                                   tags, description)
     name_run_and_parent(settings, config, logged.run_id, registered.version, metrics)
     # Reports of a version live in reports/<dataset>/v<version>/ (the model card is written beside them).
+    # Only this step's files move: other systems keep evidence in the run's folder (governance's fairness).
     version_folder = folder.parent.parent / f"v{registered.version}"
-    if version_folder.exists():
-        shutil.rmtree(version_folder)
-    folder.rename(version_folder)
+    version_folder.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        shutil.move(str(path), version_folder / path.name)
     paths = {name: version_folder / path.name for name, path in paths.items()}
     storage = deduplicate(settings)
     return Evaluation(model=registered, metrics=metrics, plots=paths,
