@@ -218,7 +218,11 @@ def evaluate_on_test(settings: Settings, config: DatasetConfig, training_set: pd
     paths["roc"].write_bytes(plots.roc_png)
     paths["calibration"].write_bytes(plots.calibration_png)
     files = list(paths.values())
-    tags = {**logged.version_tags, **{f"test_{k}": f"{v:.6g}" for k, v in metrics.items()}, **(version_tags or {})}
+    # What other systems tagged the run with meanwhile (governance's fairness verdict) goes on the version too.
+    run_tags = {k: v for k, v in client(settings).get_run(logged.run_id).data.tags.items()
+                if not k.startswith("mlflow.") and k != "run_kind"}
+    tags = {**run_tags, **logged.version_tags, **{f"test_{k}": f"{v:.6g}" for k, v in metrics.items()},
+            **(version_tags or {})}
     if comparison is not None:
         comparison_file = folder / "comparison_with_champion.json"
         comparison_file.write_text(json.dumps({"summary": comparison.summary, "metrics": comparison.as_dicts()},
