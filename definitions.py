@@ -11,6 +11,7 @@ import dagster as dg
 from mlops_assets.config import load_dataset_configs
 from mlops_assets.features.assets import build_feature_assets
 from mlops_assets.governance.assets import build_governance_assets
+from mlops_assets.io_manager import ParquetJsonIOManager
 from mlops_assets.monitoring.assets import build_monitoring_assets
 from mlops_assets.pipeline.assets import build_pipeline_assets
 from mlops_assets.pipeline.checks import build_gate_checks
@@ -43,7 +44,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         executor=dg.in_process_executor,
         resources={
             "mlflow": mlflow_resource(settings),
-            "io_manager": dg.FilesystemIOManager(base_dir=str(settings.asset_storage)),
+            "io_manager": ParquetJsonIOManager(base_dir=str(settings.asset_storage)),
         },
     )
 

@@ -13,6 +13,7 @@ import click
 import dagster as dg
 
 from mlops_assets.errors import PlatformError
+from mlops_assets.features.commands import features as features_commands
 from mlops_assets.pipeline.commands import promote
 from mlops_assets.settings import PROJECT_ROOT, Settings
 
@@ -131,6 +132,7 @@ def mlflow_ui(port: int) -> None:
           settings)
 
 
+main.add_command(features_commands)
 main.add_command(promote)
 from mlops_assets.training import commands as training_commands  # noqa: E402
 

@@ -26,7 +26,6 @@ from pydantic import (
 )
 
 from mlops_assets.errors import PlatformError
-from mlops_assets.features.expressions import ExpressionError, expression_columns
 from mlops_assets.monitoring.drift import check_method
 
 ColumnType = Literal["integer", "float", "boolean", "string", "categorical", "datetime"]
@@ -188,6 +187,61 @@ class DriftConfig(_Strict):
         return self
 
 
+class FeatureNote(_Strict):
+    """What a person reads about one feature in the catalog."""
+
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+
+
+class DistributionChecksConfig(_Strict):
+    """Thresholds of the checks that compare a view's new materialization with the one served before it."""
+
+    max_null_rate_increase: float = Field(default=0.10, ge=0, le=1, description="absolute increase in a feature's null rate")
+    max_mean_shift: float = Field(default=0.5, ge=0, description="|mean change| in previous standard deviations")
+    max_quantile_shift: float = Field(default=0.5, ge=0, description="|p10/p50/p90 change| in previous standard deviations")
+    allow_new_categories: bool = False
+
+
+class FeatureViewConfig(_Strict):
+    """One feature view: a named group of features about the dataset's entity, from its raw rows.
+
+    ``features`` is a list of names (raw columns, ``derived_features``, or outputs of the
+    named Python ``transformations``), or a mapping name -> description / FeatureNote.
+    """
+
+    description: str = ""
+    owner: str | None = None
+    ttl: str | None = Field(default=None, description="how long a value stays valid: e.g. 90d, 12h, 30m; none = forever")
+    tags: dict[str, str] = Field(default_factory=dict)
+    features: list[str] | dict[str, str | FeatureNote | None]
+    transformations: list[str] = Field(default_factory=list, description="registered Python transformations, by name")
+    checks: DistributionChecksConfig = Field(default_factory=DistributionChecksConfig)
+
+    @field_validator("ttl")
+    @classmethod
+    def _duration(cls, ttl: str | None) -> str | None:
+        if ttl is not None and not re.fullmatch(r"\d+(\.\d+)?(s|m|h|d|w)", ttl):
+            raise ValueError(f"ttl {ttl!r} must be a number and a unit (s, m, h, d or w), e.g. 90d")
+        return ttl
+
+
+class FeatureStoreConfig(_Strict):
+    """Feature views of a dataset; without any, every model feature forms one view named ``all``."""
+
+    views: dict[str, FeatureViewConfig] = Field(default_factory=dict)
+    transformation_modules: list[str] = Field(
+        default_factory=list, description="modules to import whose @transformation functions views may name")
+
+    @field_validator("views")
+    @classmethod
+    def _view_names(cls, views: dict[str, FeatureViewConfig]) -> dict[str, FeatureViewConfig]:
+        for name in views:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(f"view name {name!r} must be lowercase letters, digits and underscores (it names assets)")
+        return views
+
+
 class ReleaseConfig(_Strict):
     """How the pipeline treats a new version's gates (the thresholds themselves are ``gates``)."""
 
@@ -266,6 +320,7 @@ class DatasetConfig(_Strict):
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    feature_store: FeatureStoreConfig = Field(default_factory=FeatureStoreConfig)
     governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
     path: Path | None = Field(default=None, exclude=True, description="the YAML file this came from")
 
@@ -301,13 +356,8 @@ class DatasetConfig(_Strict):
         clash = set(self.derived_features) & declared
         if clash:
             raise ValueError(f"derived_features reuse raw column names: {sorted(clash)}")
-        for name, expression in self.derived_features.items():
-            try:
-                unknown = expression_columns(expression) - declared
-            except ExpressionError as exc:
-                raise ValueError(f"derived feature {name!r}: {exc}") from exc
-            if unknown:
-                raise ValueError(f"derived feature {name!r} reads undeclared columns {sorted(unknown)}")
+        # The expressions themselves are checked by the feature system that owns them
+        # (mlops_assets.features.definitions.validate), where the config is used.
         target = self.columns[self.target]
         if target.values is not None and len(target.values) != 2:
             raise ValueError(f"target {self.target!r} must be binary: values lists {target.values}")

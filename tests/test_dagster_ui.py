@@ -65,7 +65,7 @@ def test_dagster_ui_loads_the_code_location_and_shows_materialized_assets(in_hom
     assert entry["name"] == "mlops_assets"
     assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
     nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
-    assert len(nodes) == 11  # 10 assets and the external approvals ledger
+    assert len(nodes) == 14  # 13 assets and the external approvals ledger
     groups = {n["groupName"] for n in nodes.values()}
     assert groups == {"features", "training", "pipeline", "governance", "monitoring"}
     model = nodes["churn/model"]

@@ -162,9 +162,9 @@ def test_frame_assets_describe_every_column_from_the_config(in_home):
     assert raw["churned"].description == "1 if the customer cancelled within 30 days after the snapshot (target)"
     assert raw["gender"].description == "Self-reported gender (sensitive attribute)"
     assert raw["customer_id"].constraints.unique and raw["tenure_months"].constraints.other == ["min 0", "max 120"]
-    features = {c.name: c for c in latest_metadata(["churn", "features"])["dagster/column_schema"].columns}
-    assert features["support_calls_per_login"].description == (
-        "derived: support_calls_90d / (logins_last_30d + 1) (feature)")
+    features = {c.name: c for c in latest_metadata(["churn", "usage_features"])["dagster/column_schema"].columns}
+    assert features["support_calls_per_login"].description == "derived: support_calls_90d / (logins_last_30d + 1)"
+    assert features["logins_last_30d"].description == "App logins in the last 30 days"
     split = {c.name: c for c in latest_metadata(["churn", "training_set"])["dagster/column_schema"].columns}
     assert split["split"].description.startswith("train, validation or test")
     assert all(column.description for column in split.values())

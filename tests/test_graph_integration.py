@@ -16,8 +16,8 @@ from mlops_assets.training.registry import CHAMPION, load_champion
 
 pytestmark = pytest.mark.slow
 
-ASSETS = ["raw_rows", "features", "training_set", "study", "model", "evaluation", "champion", "explanations", "model_card",
-          "drift_report"]
+ASSETS = ["raw_rows", "usage_features", "billing_features", "online_features", "feature_catalog", "training_set",
+          "study", "model", "evaluation", "champion", "explanations", "model_card", "drift_report"]
 SYSTEM_GROUPS = {"features", "training", "pipeline", "governance", "monitoring"}
 
 
@@ -33,7 +33,8 @@ def test_main_job_materializes_every_asset_and_passes_every_check(in_home):
     assert sorted(outcomes) == sorted(f"churn/{a}" for a in ASSETS)
     assert all(o.materialized for o in outcomes.values()), summary.table()
     assert outcomes["churn/raw_rows"].checks == {"raw_schema": True, "row_count": True, "target_classes": True}
-    assert outcomes["churn/features"].checks == {"feature_schema": True}
+    for view in ("usage", "billing"):
+        assert outcomes[f"churn/{view}_features"].checks == {f"{view}_schema": True, f"{view}_distribution": True}
 
 
 def test_run_and_materializations_are_recorded_in_the_sqlite_instance(in_home):

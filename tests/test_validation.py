@@ -9,8 +9,8 @@ from mlops_assets.config import load_dataset_config
 from mlops_assets.data.churn_generator import generate_churn
 from mlops_assets.data.raw_checks import check_raw_rows
 from mlops_assets.data.validation import DataValidationError, require_valid, validate
-from mlops_assets.features.engineering import build_feature_table
-from mlops_assets.features.schemas import feature_schema
+from mlops_assets.features.checks import view_schema
+from mlops_assets.features.definitions import view_by_name
 from mlops_assets.settings import PROJECT_ROOT
 
 CHURN = load_dataset_config(PROJECT_ROOT / "configs" / "churn.yaml")
@@ -50,16 +50,18 @@ def test_a_missing_declared_column_is_named(churn_rows):
 
 
 def test_require_valid_raises_a_message_naming_rows(churn_rows):
-    table = build_feature_table(churn_rows, CHURN)
+    billing = view_by_name(CHURN, "billing")
+    table = billing.compute(churn_rows).to_pandas()
     table.loc[3, "region"] = "mars"
     with pytest.raises(DataValidationError, match=table.loc[3, "customer_id"]):
-        require_valid(feature_schema(CHURN), table, "customer_id", "churn features")
+        require_valid(view_schema(CHURN, billing), table, "customer_id", "churn billing features")
 
 
-def test_feature_table_rejects_infinite_derived_values(churn_rows):
-    table = build_feature_table(churn_rows, CHURN)
-    assert validate(feature_schema(CHURN), table, "customer_id").passed
+def test_feature_view_rejects_infinite_derived_values(churn_rows):
+    billing = view_by_name(CHURN, "billing")
+    table = billing.compute(churn_rows).to_pandas()
+    assert validate(view_schema(CHURN, billing), table, "customer_id").passed
     table.loc[4, "charges_per_tenure_month"] = np.inf
-    report = validate(feature_schema(CHURN), table, "customer_id")
+    report = validate(view_schema(CHURN, billing), table, "customer_id")
     assert report.failing_columns == ["charges_per_tenure_month"]
     assert report.failing_entities == [table.loc[4, "customer_id"]]

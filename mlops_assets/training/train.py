@@ -24,7 +24,7 @@ from sklearn.pipeline import Pipeline
 
 from mlops_assets.config import DatasetConfig
 from mlops_assets.data.snapshots import frame_fingerprint
-from mlops_assets.features.training_set import binary_target, split_frame
+from mlops_assets.features.training_set import binary_target, split_frame, training_set_tags
 from mlops_assets.settings import Settings
 from mlops_assets.training.environment import (
     ENVIRONMENT_ARTIFACT,
@@ -83,6 +83,7 @@ def lineage_tags(training_set: pd.DataFrame, config: DatasetConfig, fitted: Fitt
         "tuned_params": json.dumps(fitted.tuned_params, sort_keys=True),
         "predictions_hash": predictions_hash(test_scores(fitted.pipeline, training_set, config)),
         **environment.tags(),
+        **training_set_tags(training_set),  # feature-store manifest: view + table versions, content hash
     }
     if fitted.threshold_warning:
         tags["decision_threshold_warning"] = fitted.threshold_warning
