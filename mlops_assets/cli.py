@@ -127,6 +127,9 @@ def ui(port: int) -> None:
 def mlflow_ui(port: int) -> None:
     """The MLflow UI on this home's tracking database and artifacts."""
     settings = _settings()
+    from mlops_assets.training.commands import print_mlflow_link
+
+    print_mlflow_link(settings, port)
     _exec([_tool("mlflow"), "ui", "--backend-store-uri", settings.mlflow_tracking_uri,
            "--default-artifact-root", settings.mlflow_artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port)],
           settings)
@@ -134,6 +137,13 @@ def mlflow_ui(port: int) -> None:
 
 main.add_command(features_commands)
 main.add_command(promote)
+from mlops_assets.training import commands as training_commands  # noqa: E402
+
+main.add_command(training_commands.tune)
+main.add_command(training_commands.reproduce)
+main.add_command(training_commands.compare)
+main.add_command(training_commands.runs)
+main.add_command(training_commands.artifacts)
 
 from mlops_assets.governance import commands as governance_commands  # noqa: E402
 

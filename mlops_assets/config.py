@@ -103,9 +103,70 @@ class SplitConfig(_Strict):
 class ModelConfig(_Strict):
     family: Literal["hist_gradient_boosting", "logistic_regression", "random_forest"] = "hist_gradient_boosting"
     params: dict[str, Any] = Field(default_factory=dict)
-    decision_threshold: float | Literal["max_f1"] = Field(
+    decision_threshold: float | Literal["max_f1", "max_mcc"] = Field(
         default="max_f1", description="fixed probability cut-off, or chosen on the validation set"
     )
+    seed: int = 0
+
+
+class SearchParameter(_Strict):
+    """One tuned parameter: a numeric range (``low``/``high``, ``log``, ``step``) or a list of ``choices``.
+
+    Integers in ``low`` and ``high`` make an integer parameter. Which names exist is checked
+    against the model family by the training system (``training/search_space.py``).
+    """
+
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    step: int | float | None = Field(default=None, gt=0)
+    choices: list[str | int | float | bool | None] | None = None
+
+    @model_validator(mode="after")
+    def _a_range_or_choices(self) -> SearchParameter:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either choices or low/high, not both")
+            if not self.choices:
+                raise ValueError("choices is empty: list at least one value")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs both low and high (or give choices)")
+        if self.low > self.high:
+            raise ValueError(f"inverted range: low {self.low} is above high {self.high}")
+        if self.low == self.high:
+            raise ValueError(f"empty range: low and high are both {self.low}; fix the value in model.params instead")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        return self
+
+    @property
+    def kind(self) -> Literal["int", "float", "categorical"]:
+        if self.choices is not None:
+            return "categorical"
+        integral = isinstance(self.low, int) and isinstance(self.high, int) and not isinstance(self.step, float)
+        return "int" if integral else "float"
+
+
+class TuningConfig(_Strict):
+    """How the ``study`` asset searches ``search_space`` (Optuna: TPE sampler, pruning on intermediate scores)."""
+
+    n_trials: int = Field(default=20, ge=1, description="trials per study, all workers together")
+    timeout_seconds: float | None = Field(default=600, gt=0, description="stop starting trials after this long")
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = Field(
+        default="roc_auc", description="validation metric the study optimizes")
+    stages: int = Field(default=4, ge=1, le=50, description="intermediate scores per trial (pruning points)")
+    seed: int = Field(default=0, description="TPE seed; worker k of a study uses seed + k")
+
+
+class ComparisonConfig(_Strict):
+    """How two model versions are compared on the same test rows."""
+
+    significance_level: float = Field(default=0.05, gt=0, lt=0.5)
+    bootstrap_samples: int = Field(default=1000, ge=100, le=100_000)
     seed: int = 0
 
 
@@ -311,7 +372,9 @@ class DatasetConfig(_Strict):
         default_factory=dict, description="name -> arithmetic expression over raw columns"
     )
     model: ModelConfig = Field(default_factory=ModelConfig)
-    search_space: dict[str, Any] = Field(default_factory=dict)
+    search_space: dict[str, SearchParameter] = Field(default_factory=dict)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
+    comparison: ComparisonConfig = Field(default_factory=ComparisonConfig)
     gates: dict[str, float] = Field(default_factory=dict)
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)

@@ -10,6 +10,7 @@ URI and Dagster storage from it: MLflow left to itself follows the current direc
 | ``MLOPS_HOME`` | ``./.mlops`` | root of all local state |
 | ``MLOPS_CONFIGS`` | ``<project>/configs`` | a dataset config file or a folder of them |
 | ``MLFLOW_TRACKING_URI`` | ``sqlite:///$MLOPS_HOME/mlflow/mlflow.db`` | MLflow tracking and registry |
+| ``MLOPS_OPTUNA_STORAGE`` | ``sqlite:///$MLOPS_HOME/optuna/optuna.db`` | Optuna studies (its own database, never MLflow's) |
 | ``MLOPS_MLFLOW_EXPERIMENT`` | ``mlops-assets`` | experiment that holds the Dagster runs |
 | ``MLOPS_MLFLOW_UI`` | ``http://127.0.0.1:5000`` | base of the run links shown in Dagster |
 | ``DAGSTER_HOME`` | the project root | folder holding the ``dagster.yaml`` to use |
@@ -39,7 +40,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: Every variable that points a process at a platform home (see the table above).
 HOME_VARIABLES = ("MLOPS_HOME", "MLOPS_CONFIGS", "MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_EXPERIMENT", "MLOPS_MLFLOW_UI",
                   "DAGSTER_HOME", "MLOPS_DAGSTER_STORAGE", "BENTOML_HOME", "MLOPS_DAGSTER_PG_URL",
-                  "MLOPS_APPROVALS_DB", "MLOPS_PREDICTION_LOG_URL")
+                  "MLOPS_OPTUNA_STORAGE", "MLOPS_APPROVALS_DB", "MLOPS_PREDICTION_LOG_URL")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Settings:
     home: Path
     configs: Path
     mlflow_tracking_uri: str
+    optuna_storage: str
     mlflow_experiment: str
     mlflow_ui: str
     dagster_home: Path
@@ -63,6 +65,7 @@ class Settings:
             home=home,
             configs=configs,
             mlflow_tracking_uri=tracking,
+            optuna_storage=os.environ.get("MLOPS_OPTUNA_STORAGE") or f"sqlite:///{home / 'optuna' / 'optuna.db'}",
             mlflow_experiment=os.environ.get("MLOPS_MLFLOW_EXPERIMENT", "mlops-assets"),
             mlflow_ui=os.environ.get("MLOPS_MLFLOW_UI", "http://127.0.0.1:5000").rstrip("/"),
             dagster_home=Path(os.environ.get("DAGSTER_HOME", PROJECT_ROOT)).expanduser().resolve(),
@@ -98,6 +101,7 @@ class Settings:
             "MLOPS_HOME": str(self.home),
             "MLOPS_CONFIGS": str(self.configs),
             "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+            "MLOPS_OPTUNA_STORAGE": self.optuna_storage,
             "MLOPS_MLFLOW_EXPERIMENT": self.mlflow_experiment,
             "MLOPS_MLFLOW_UI": self.mlflow_ui,
             "DAGSTER_HOME": str(self.dagster_home),

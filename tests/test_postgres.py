@@ -79,7 +79,7 @@ def test_graph_materializes_on_a_postgres_instance_with_mlflow_on_postgres(tmp_p
         assert status == "SUCCESS"
         assert {tuple(json.loads(k)) for k in keys} == {
             ("churn", a) for a in ("raw_rows", "usage_features", "billing_features", "online_features",
-                                   "feature_catalog", "training_set", "model", "evaluation",
+                                   "feature_catalog", "training_set", "study", "model", "evaluation",
                                    "champion", "explanations", "model_card", "drift_report", "ab_test_report")}
         assert sorted(checks) == sorted([(f"{view}_{check}", "SUCCEEDED") for view in ("billing", "usage")
                                          for check in ("distribution", "schema")] + [
