@@ -96,7 +96,7 @@ def register_versions(settings, config) -> dict[str, str]:
     from mlops_assets.data.sources import load_source
     from mlops_assets.features.engineering import build_feature_table
     from mlops_assets.features.training_set import time_split
-    from mlops_assets.training.registry import ensure_experiment, set_alias
+    from mlops_assets.training.registry import ensure_experiment, register_version, set_alias
     from mlops_assets.training.train import fit_model, lineage_tags, log_training_run
 
     rows = time_split(build_feature_table(load_source(config), config), config)
@@ -107,7 +107,9 @@ def register_versions(settings, config) -> dict[str, str]:
         fitted = fit_model(rows, variant)
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
         with mlflow.start_run(experiment_id=ensure_experiment(settings), run_name=f"benchmark-{alias}"):
-            registered = log_training_run(settings, fitted, variant, rows, lineage_tags(rows, variant, fitted))
+            logged = log_training_run(settings, fitted, variant, rows, lineage_tags(rows, variant, fitted))
+        registered = register_version(settings, variant, logged.model_uri, logged.run_id, logged.decision_threshold,
+                                      logged.version_tags, f"benchmark {alias}")
         set_alias(settings, config, alias, registered.version)
         versions[alias] = registered.version
     return versions, rows

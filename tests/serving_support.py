@@ -26,7 +26,7 @@ from mlops_assets.features.engineering import build_feature_table
 from mlops_assets.features.training_set import binary_target, split_frame, time_split
 from mlops_assets.settings import Settings
 from mlops_assets.training.model_families import build_pipeline
-from mlops_assets.training.registry import ensure_experiment, log_and_register
+from mlops_assets.training import registry
 
 ADMIN_TOKEN = "test-admin-token"
 
@@ -51,9 +51,10 @@ def register_version(settings: Settings, config: DatasetConfig, rows: pd.DataFra
         pipeline.set_params(prepare__categorical__handle_unknown="error", prepare__categorical__unknown_value=None)
     pipeline.fit(train[config.model_features], binary_target(train, config))
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    with mlflow.start_run(experiment_id=ensure_experiment(settings), run_name=f"{config.name}-serving-test"):
-        registered = log_and_register(settings, pipeline, fitted_config, train,
-                                      {"dataset": config.name, "decision_threshold": "0.3"})
+    with mlflow.start_run(experiment_id=registry.ensure_experiment(settings), run_name=f"{config.name}-serving-test") as run:
+        logged = registry.log_model(pipeline, fitted_config, train)
+    registered = registry.register_version(settings, fitted_config, logged.model_uri, run.info.run_id, 0.3,
+                                  {"dataset": config.name, "decision_threshold": "0.3"}, "serving test version")
     return registered.version
 
 
