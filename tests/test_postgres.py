@@ -80,6 +80,7 @@ def test_graph_materializes_on_a_postgres_instance_with_mlflow_on_postgres(tmp_p
         assert {tuple(json.loads(k)) for k in keys} == {
             ("churn", a) for a in ("raw_rows", "features", "training_set", "model", "evaluation",
                                    "champion", "model_card", "drift_report")}
-        assert sorted(checks) == [("feature_schema", "SUCCEEDED"), ("raw_schema", "SUCCEEDED")]
+        # the demo's current batch drifts on purpose: its WARN check fails, the run still succeeds
+        assert sorted(checks) == [("feature_schema", "SUCCEEDED"), ("no_drift", "FAILED"), ("raw_schema", "SUCCEEDED")]
         # Nothing of the instance went to SQLite under MLOPS_HOME.
         assert not (tmp_path / "home" / "dagster" / "history").exists()

@@ -75,7 +75,7 @@ def build_monitoring_assets(config: DatasetConfig, settings: Settings) -> list[d
         model = ModelUnderWatch(f"{registered.name} v{registered.version}", served.score,
                                 registered.decision_threshold)
         report, path = monitor_current_batch(config, training_set, model, settings.dataset_reports(name) / "drift",
-                                             context.run_id)
+                                             context.run.run_id)
         drift = report.drift
         context.log.info(f"{name}: {drift.summary()} (report: {path})")
         return dg.MaterializeResult(
