@@ -13,6 +13,7 @@ import click
 import dagster as dg
 
 from mlops_assets.errors import PlatformError
+from mlops_assets.monitoring.commands import monitor
 from mlops_assets.settings import PROJECT_ROOT, Settings
 
 # dagster-mlflow is marked beta by Dagster; it is the integration the design chose, so say it once, in the docs.
@@ -120,6 +121,8 @@ def mlflow_ui(port: int) -> None:
            "--default-artifact-root", settings.mlflow_artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port)],
           settings)
 
+
+main.add_command(monitor)
 
 if __name__ == "__main__":
     main()

@@ -164,3 +164,29 @@ def test_an_undrifted_batch_passes_the_drift_check(in_home, tmp_path):
     assert metadata["drifted_columns"] == []
     assert metadata["verdict"] in ("no drift", "too small")
     assert np.isfinite(metadata["estimated_roc_auc"])
+
+
+# --- the command line: any reference file against any current file ------------------------------
+
+def test_monitor_compare_reports_drift_between_two_files_and_can_fail_a_pipeline(tmp_path):
+    from click.testing import CliRunner
+
+    from mlops_assets.cli import main
+    from mlops_assets.data.churn_generator import generate_churn
+    from mlops_assets.settings import use_home
+
+    generate_churn(3_000, seed=1).to_parquet(tmp_path / "reference.parquet")
+    unlabelled = generate_churn(3_000, seed=2, share_shift={"contract_type": ("two_year", 0.15)}).drop(columns="churned")
+    unlabelled.to_csv(tmp_path / "current.csv", index=False)
+    arguments = ["monitor", "compare", "churn", "--reference", str(tmp_path / "reference.parquet"),
+                 "--current", str(tmp_path / "current.csv"), "--output", str(tmp_path / "reports")]
+    with use_home(tmp_path / "home", PROJECT_ROOT / "configs"):
+        result = CliRunner().invoke(main, arguments)
+        failing = CliRunner().invoke(main, [*arguments, "--fail-on-drift"])
+        missing = CliRunner().invoke(main, [*arguments[:4], str(tmp_path / "nope.csv"), *arguments[5:]])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("drift in 1 of 14 columns: contract_type (share of 'two_year' +1")
+    assert "no labels in the current window" in result.output
+    assert len(list((tmp_path / "reports").glob("drift-*.html"))) == 2
+    assert failing.exit_code == 1
+    assert missing.exit_code == 1 and missing.output.strip() == f"Error: {tmp_path / 'nope.csv'}: no such file"

@@ -33,6 +33,7 @@ from mlops_assets.errors import PlatformError
 ECE_BINS = 10  # equal-width bins of the predicted probability (Naeini et al. 2015; Guo et al. 2017)
 LOG_LOSS_EPS = 1e-15
 _MAX_CELLS = 4_000_000  # replicates x rows held in memory at once
+_MAX_RESAMPLED_ROWS = 200_000_000  # beyond this, fewer replicates: at a million rows the intervals are tiny anyway
 
 
 class PerformanceInputError(PlatformError, ValueError):
@@ -183,6 +184,7 @@ def realized_performance(labels: np.ndarray, scores: np.ndarray, threshold: floa
     """Metrics on labelled rows, each with a percentile bootstrap interval (see the module doc)."""
     labels, scores, notes = _validated(labels, scores)
     n = len(labels)
+    replicates = max(1, min(replicates, max(200, _MAX_RESAMPLED_ROWS // n)))
     decisions = scores >= threshold
     clipped = np.clip(scores, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
     inputs = dict(

@@ -63,9 +63,10 @@ def numeric_summary(values: np.ndarray, rows: int, missing: int, non_finite: int
         return NumericSummary(rows, missing, non_finite, 0, nan, nan, nan, (nan,) * 3, (nan,) * 3, (nan, nan))
     mean = float(values.mean())
     centred = values - mean
-    m2 = float(np.mean(centred**2))
+    squared = centred * centred  # dot products, not **4: a million rows in milliseconds
+    m2 = float(squared.sum() / n)
     sd = math.sqrt(m2 * n / (n - 1)) if n > 1 else 0.0
-    kurtosis = float(np.mean(centred**4) / m2**2) if m2 > 0 else 1.0
+    kurtosis = float(np.dot(squared, squared) / n / m2**2) if m2 > 0 else 1.0
     if jitter:
         values = values + np.random.default_rng(_JITTER_SEED).uniform(-0.5, 0.5, n)
     quartiles, quartile_se, plot_range = _order_statistics(values)
@@ -127,16 +128,18 @@ def histogram(reference: np.ndarray, current: np.ndarray, plot_range: tuple[floa
     if not (math.isfinite(low) and math.isfinite(high)):
         return Distribution("histogram", [], [], [])
     if integer_valued and high - low <= bins:
-        edges = np.arange(math.floor(low) - 0.5, math.ceil(high) + 1.0)
+        first, last, count = math.floor(low) - 0.5, math.ceil(high) + 0.5, math.ceil(high) - math.floor(low) + 1
     elif high > low:
-        edges = np.linspace(low, high, bins + 1)
+        first, last, count = low, high, bins
     else:
-        edges = np.array([low - 0.5, low + 0.5])
+        first, last, count = low - 0.5, low + 0.5, 1
+    edges = np.linspace(first, last, count + 1)
 
     def shares(values: np.ndarray) -> list[float]:
         if len(values) == 0:
-            return [0.0] * (len(edges) - 1)
-        counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
+            return [0.0] * count
+        # Equal-width bins given as (count, range) take numpy's fast path (no sort).
+        counts, _ = np.histogram(np.clip(values, first, last), bins=count, range=(first, last))
         return (counts / len(values)).tolist()
 
     return Distribution("histogram", [f"{e:.6g}" for e in edges], shares(reference), shares(current))
