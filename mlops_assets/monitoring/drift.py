@@ -174,7 +174,7 @@ class DriftReport:
             names = ", ".join(c.column for c in self.drifted[:3])
             more = f" and {len(self.drifted) - 3} more" if len(self.drifted) > 3 else ""
             tested = sum(c.verdict != "not tested" for c in self.columns)
-            return f"{len(self.drifted)} of {tested} columns moved more than what matters: {names}{more}"
+            return f"{len(self.drifted)} of {tested} columns drifted: {names}{more}"
         return self.summary()
 
     def summary(self) -> str:

@@ -89,11 +89,13 @@ def _ranked_table(report: DriftReport) -> str:
         rows.append(
             f'<tr><td><a href="#col-{escape(c.column)}">{escape(c.column)}</a></td><td>{escape(c.role)}</td>'
             f"<td>{escape(best.statistic)}</td><td class=num>{_shift(best)}</td>"
+            f"<td class=num>{_threshold(best, best.margin)}</td>"
             f"<td class=num>{_threshold(best, best.matters)}</td><td class=num>{c.effect:.2f}×</td>"
             f'<td class="barbox"><div class="bar" style="width:{width:.0f}%"></div></td>'
             f"<td class=num>{_p(best.adjusted_p)}</td></tr>")
     return ("<h2>Drifted columns, largest effect first</h2><table><tr><th>column</th><th>role</th><th>what moved</th>"
-            "<th>shift [95% CI]</th><th>what matters</th><th>× what matters</th><th></th><th>adj. p</th></tr>"
+            "<th>shift [95% CI]</th><th>negligible below</th><th>what matters</th><th>× what matters</th><th></th>"
+            "<th>adj. p</th></tr>"
             + "".join(rows) + "</table>")
 
 
@@ -165,13 +167,15 @@ def render_html(report: MonitoringReport, run_id: str | None = None) -> str:
     notes = [*drift.notes, *report.notes]
     ordered = sorted(drift.columns, key=lambda c: (not c.drifted, c.verdict == "not tested", -c.effect))
     rules = drift.rules
+    verdict_text = ("each column below moved beyond its negligible margin; largest effect first"
+                    if drift.verdict == "drift" else drift.summary())
     summary = f"""
 <dl class="summary">
 <dt>Dataset</dt><dd><b>{escape(report.dataset)}</b></dd>
 <dt>Model version</dt><dd>{escape(report.model or "none (no score drift or performance)")}</dd>
 <dt>Reference window</dt><dd>{_window(drift.reference)}</dd>
 <dt>Current window</dt><dd>{_window(drift.current)}</dd>
-<dt>Verdict</dt><dd>{_badge(drift.verdict)} {escape(drift.summary())}</dd>
+<dt>Verdict</dt><dd>{_badge(drift.verdict)} {escape(verdict_text)}</dd>
 <dt>Drift share</dt><dd>{len(drift.drifted)} of {len(tested)} columns ({drift.drift_share:.0%})</dd>
 <dt>Rule</dt><dd>drift = a shift shown beyond a negligible margin, sized so a change of what matters is caught
 {rules.power:.0%} of the time; report-level false-alarm rate {rules.alpha:g} (weighted Holm over all statistics).
