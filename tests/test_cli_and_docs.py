@@ -12,7 +12,7 @@ import pytest
 from mlops_assets.settings import PROJECT_ROOT
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
-COMMANDS = ["demo", "materialize", "serve", "ui", "mlflow-ui"]
+COMMANDS = ["demo", "materialize", "serve", "ui", "mlflow-ui", "monitor"]
 
 
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
