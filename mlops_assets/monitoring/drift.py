@@ -318,14 +318,13 @@ def _untested(column: MonitoredColumn, matters: Matters, reference_values: int, 
 def _plan_column(column: MonitoredColumn, reference: pd.Series, current: pd.Series, rules: DriftRules) -> _ColumnPlan:
     matters = rules.matters(column.name)
     if column.kind == "numeric":
-        return _plan_numeric(column, reference, current, matters, rules)
+        return _plan_numeric(column, reference, current, matters)
     return _plan_categorical(column, reference, current, matters, notes=[])
 
 
 # --- numeric columns ---------------------------------------------------------------------------
 
-def _plan_numeric(column: MonitoredColumn, reference: pd.Series, current: pd.Series, matters: Matters,
-                  rules: DriftRules) -> _ColumnPlan:
+def _plan_numeric(column: MonitoredColumn, reference: pd.Series, current: pd.Series, matters: Matters) -> _ColumnPlan:
     ref_values, ref_missing, ref_inf = numeric_values(reference)
     cur_values, cur_missing, cur_inf = numeric_values(current)
     ref_absent, cur_absent = ref_missing + ref_inf, cur_missing + cur_inf
@@ -345,8 +344,8 @@ def _plan_numeric(column: MonitoredColumn, reference: pd.Series, current: pd.Ser
         power = None
         if len(ref_values) >= MIN_VALUES:
             power = (matters.numeric_sd, NUMERIC_WEIGHTS["mean"], [(1.0, 1.0, len(ref_values))])
-        return _ColumnPlan(column, matters, [missing_test], notes, len(ref_values), len(cur_values), None,
-                           untestable=len(ref_values) == 0 and len(cur_values) == 0, power_inputs=power)
+        return _ColumnPlan(column, matters, _normalised([missing_test]), notes, len(ref_values), len(cur_values),
+                           None, untestable=len(ref_values) == 0 and len(cur_values) == 0, power_inputs=power)
 
     jitter = is_integer_valued(ref_values) and is_integer_valued(cur_values)
     ref = numeric_summary(ref_values, len(reference), ref_missing, ref_inf, jitter=jitter)
@@ -414,8 +413,8 @@ def _plan_categorical(column: MonitoredColumn, reference: pd.Series, current: pd
     missing_test = _share_test(column.name, "missing", *absent, matters.missing, CATEGORICAL_WEIGHTS["missing"])
     if ref.present < MIN_VALUES or cur.present < MIN_VALUES:
         notes.append(_too_few_reason(ref.present, cur.present))
-        return _ColumnPlan(column, matters, [missing_test], notes, ref.present, cur.present, category_bars(ref, cur),
-                           untestable=ref.present == 0 and cur.present == 0)
+        return _ColumnPlan(column, matters, _normalised([missing_test]), notes, ref.present, cur.present,
+                           category_bars(ref, cur), untestable=ref.present == 0 and cur.present == 0)
 
     tested = list(ref.counts)[:MAX_CATEGORIES]
     pooled = [name for name in ref.counts if name not in set(tested)]
