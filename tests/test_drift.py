@@ -229,6 +229,18 @@ def test_nan_and_infinite_scores_are_counted_named_and_left_out():
     assert result.current_values == 3_960 and result.verdict == "no drift"
 
 
+def test_labels_not_arrived_yet_are_not_target_drift():
+    target = [MonitoredColumn("churned", "categorical", "target")]
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame({"churned": (rng.random(4_000) < 0.25).astype(float)})
+    current = pd.DataFrame({"churned": (rng.random(4_000) < 0.25).astype(float)})
+    current.loc[:2_999, "churned"] = np.nan  # three quarters still waiting for feedback
+    result = compare_windows(Window(reference, "r"), Window(current, "c"), target, RULES).columns[0]
+    assert result.verdict in ("no drift", "too small")
+    assert [t.statistic for t in result.tests] == ["share of 1.0", "new categories"]  # no "missing" share
+    assert "3,000 rows of the current window have no label yet: left out" in result.notes
+
+
 def test_a_missing_column_or_an_empty_reference_is_refused_by_name():
     with pytest.raises(DriftInputError, match=r"current window lacks the monitored columns \['channel'\]"):
         compare(batch(500, 1), batch(500, 2).drop(columns="channel"))

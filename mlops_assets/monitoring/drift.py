@@ -407,14 +407,23 @@ def _missing_notes(column: MonitoredColumn, ref_rows: int, ref_missing: int, ref
 def _plan_categorical(column: MonitoredColumn, reference: pd.Series, current: pd.Series, matters: Matters, *,
                       notes: list[str], absent: tuple[int, int, int, int] | None = None) -> _ColumnPlan:
     ref, cur = category_summary(reference), category_summary(current)
-    if absent is None:
-        absent = (ref.missing, ref.rows, cur.missing, cur.rows)
-        notes.extend(_missing_notes(column, ref.rows, ref.missing, 0, cur.rows, cur.missing, 0))
-    missing_test = _share_test(column.name, "missing", *absent, matters.missing, CATEGORICAL_WEIGHTS["missing"])
+    missing_tests = []
+    if column.role == "target":
+        # Labels arrive late: rows without one yet are not a change in the target, only the labelled ones count.
+        for label, summary in (("reference", ref), ("current", cur)):
+            if summary.missing:
+                notes.append(f"{summary.missing:,} rows of the {label} window have no label yet: left out")
+    else:
+        if absent is None:
+            absent = (ref.missing, ref.rows, cur.missing, cur.rows)
+            notes.extend(_missing_notes(column, ref.rows, ref.missing, 0, cur.rows, cur.missing, 0))
+        missing_tests.append(_share_test(column.name, "missing", *absent, matters.missing,
+                                         CATEGORICAL_WEIGHTS["missing"]))
     if ref.present < MIN_VALUES or cur.present < MIN_VALUES:
         notes.append(_too_few_reason(ref.present, cur.present))
-        return _ColumnPlan(column, matters, _normalised([missing_test]), notes, ref.present, cur.present,
-                           category_bars(ref, cur), untestable=ref.present == 0 and cur.present == 0)
+        untestable = not missing_tests or (ref.present == 0 and cur.present == 0)
+        return _ColumnPlan(column, matters, _normalised(missing_tests), notes, ref.present, cur.present,
+                           category_bars(ref, cur), untestable=untestable)
 
     tested = list(ref.counts)[:MAX_CATEGORIES]
     pooled = [name for name in ref.counts if name not in set(tested)]
@@ -448,7 +457,7 @@ def _plan_categorical(column: MonitoredColumn, reference: pd.Series, current: pd
         design_se=math.sqrt(matters.new_category * (1 - matters.new_category) / cur.present),
         exact_counts=(cur.present, unseen_rows),
     ))
-    tests = _normalised([*tests, missing_test])
+    tests = _normalised([*tests, *missing_tests])
 
     variances = []
     for name in shares_tested:
