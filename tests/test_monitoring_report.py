@@ -110,6 +110,15 @@ def test_target_drift_and_performance_use_the_string_target(loans_run):
     assert report.estimated_performance.calibration_rows == 4_000
 
 
+def test_an_empty_current_window_gives_a_no_data_report_not_an_alarm(loans_run, tmp_path):
+    config, report, _ = loans_run
+    reference = build_feature_table(with_identity_columns(make_loans(1_000, seed=1), config), config)
+    empty = monitor(Window(reference, "2025"), Window(reference.iloc[0:0], "today: nothing yet"), config)
+    assert empty.verdict == "no data" and empty.current_performance is None
+    html = write_report(empty, tmp_path).read_text()
+    assert "NO DATA" in html and "the current window has no rows" in html and "<b>0 rows</b>" in html
+
+
 def test_each_run_is_kept_and_listed_in_the_history(loans_run, tmp_path):
     _, report, _ = loans_run
     first = write_report(report, tmp_path, run_id="aaaa1111")
