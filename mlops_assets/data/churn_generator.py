@@ -93,7 +93,8 @@ def generate_churn(
     ``mean_shift`` and ``share_shift`` move one column at a time, by a known amount, for
     measuring drift detectors: ``mean_shift={"monthly_charges": 0.2}`` adds 0.2 of that
     column's standard deviation (in this batch) to it; ``share_shift={"region": ("west", 0.10)}``
-    moves 10 points of share into ``west`` from the other regions in proportion. Only the named
+    moves exactly 10% of the rows into ``west`` from the other regions, at random, so each loses in
+    proportion to its share. Only the named
     column changes (columns computed from it, and the target, keep their drawn values), and
     the changes use their own random stream: without them the rows are exactly as before.
     """
@@ -250,25 +251,24 @@ def _shift_single_columns(frame: pd.DataFrame, rng: np.random.Generator, mean_sh
         else:
             frame[column] = np.round(np.clip(values + shift, low, high), decimals)
     for column, (category, points) in share_shift.items():
-        values = frame[column].to_numpy()
+        values = frame[column].to_numpy().copy()
         inside = values == category
         share = inside.mean()
+        moved = round(abs(points) * len(values))  # exactly this many rows change category
         if points >= 0:
-            if share >= 1 or points > 1 - share:
+            outside = np.flatnonzero(~inside)
+            if moved > len(outside):
                 raise ValueError(f"share_shift[{column!r}]: {category!r} holds {share:.0%} of the rows; "
                                  f"it cannot gain {points:.0%}")
-            switch = ~inside & (rng.random(len(values)) < points / (1 - share))
-            values = values.copy()
-            values[switch] = category
+            values[rng.choice(outside, moved, replace=False)] = category
         else:
-            if share <= 0 or -points > share:
+            rows_inside = np.flatnonzero(inside)
+            others = values[~inside]
+            if moved > len(rows_inside) or (moved and not len(others)):
                 raise ValueError(f"share_shift[{column!r}]: {category!r} holds {share:.0%} of the rows; "
                                  f"it cannot lose {-points:.0%}")
-            switch = inside & (rng.random(len(values)) < -points / share)
-            others = values[~inside]
-            values = values.copy()
-            if len(others):
-                values[switch] = others[rng.integers(0, len(others), int(switch.sum()))]
+            # The rows leaving the category take the other categories in proportion to their shares.
+            values[rng.choice(rows_inside, moved, replace=False)] = others[rng.integers(0, len(others), moved)]
         frame[column] = values
 
 
