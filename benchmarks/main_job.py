@@ -126,8 +126,9 @@ PLAIN_MODULES = (
     "mlops_assets.data.sources",
     "mlops_assets.data.schemas",
     "mlops_assets.data.validation",
+    "mlops_assets.data.raw_checks",
     "mlops_assets.features.engineering",
-    "mlops_assets.features.schemas",
+    "mlops_assets.features.store",
     "mlops_assets.features.training_set",
     "mlops_assets.training.registry",
     "mlops_assets.training.evaluation",
@@ -159,12 +160,10 @@ def measure_plain() -> dict:
     import mlflow
 
     from mlops_assets.config import load_dataset_configs
-    from mlops_assets.data.schemas import raw_schema
-    from mlops_assets.data.sources import load_source
-    from mlops_assets.data.validation import require_valid
-    from mlops_assets.features.engineering import build_feature_table
-    from mlops_assets.features.schemas import feature_schema
-    from mlops_assets.features.training_set import split_summary, time_split
+    from mlops_assets.data.raw_checks import check_raw_rows
+    from mlops_assets.data.sources import load_source, row_locator
+    from mlops_assets.features.store import FeatureStore
+    from mlops_assets.features.training_set import build_training_set, label_events, split_summary
     from mlops_assets.governance.model_card import render_model_card
     from mlops_assets.monitoring.batch import monitor_current_batch
     from mlops_assets.monitoring.monitor import ModelUnderWatch
@@ -191,15 +190,17 @@ def measure_plain() -> dict:
     mlflow.set_experiment(experiment_id=ensure_experiment(settings))
     lap("setup")
 
-    frame = load_source(config)
-    raw = require_valid(raw_schema(config), frame, config.entity_column, f"{name} raw rows")
+    verdict = check_raw_rows(config, load_source(config), row_locator(config))
+    assert verdict.passed, verdict.failed_checks
+    raw = verdict.valid
     lap("raw_rows")
 
-    table = build_feature_table(raw, config)
-    features = require_valid(feature_schema(config), table, config.entity_column, f"{name} features")
+    store = FeatureStore(config)
+    for view in store.views:  # compute, validate and append to the Delta tables, as the view assets do
+        store.materialize(view.name, raw)
     lap("features")
 
-    training_set = time_split(features, config)
+    training_set, _ = build_training_set(store, label_events(raw, config))
     lap("training_set")
 
     fitted = fit_model(training_set, config)
@@ -456,8 +457,8 @@ def main() -> None:
             "runners": {
                 "dagster": "mlops_assets.pipeline.runs.run_main_job (execute_in_process, SQLite instance under "
                            f"a fresh MLOPS_HOME, log_level={DAGSTER_LOG_LEVEL}); steps from get_run_step_stats",
-                "plain": "the same domain functions in order (load_source, validate, build_feature_table, "
-                         "time_split, fit_model, lineage_tags, log_training_run, evaluate_on_test, set_alias, "
+                "plain": "the same domain functions in order (load_source, validate, FeatureStore.materialize, "
+                         "build_training_set, fit_model, lineage_tags, log_training_run, evaluate_on_test, set_alias, "
                          "monitor_current_batch, render_model_card), values kept in memory; no Dagster run, "
                          "event log, IO manager pickles, metadata or second (inline) model card",
             },

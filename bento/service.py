@@ -22,7 +22,7 @@ from mlops_assets.settings import Settings  # noqa: E402
 from mlops_assets.training.registry import NoChampionError, ServedModel, load_champion  # noqa: E402
 
 SETTINGS = Settings.from_env()
-CONFIGS = load_dataset_configs(SETTINGS.configs)
+CONFIGS = load_dataset_configs(SETTINGS.configs, require_source=False)  # serving never reads the rows
 PredictRequest, BatchRequest = request_types(CONFIGS)
 
 

@@ -13,7 +13,9 @@ import click
 import dagster as dg
 
 from mlops_assets.errors import PlatformError
+from mlops_assets.features.commands import features as features_commands
 from mlops_assets.monitoring.commands import monitor
+from mlops_assets.pipeline.commands import promote
 from mlops_assets.settings import PROJECT_ROOT, Settings
 
 # dagster-mlflow is marked beta by Dagster; it is the integration the design chose, so say it once, in the docs.
@@ -78,15 +80,21 @@ def demo() -> None:
 
 
 @main.command()
-def materialize() -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Print Dagster's log of the run, tracebacks included.")
+def materialize(verbose: bool) -> None:
     """Materialize every asset of every dataset once (the main job), in this process."""
+    if not verbose:  # the summary below says what failed; Dagster's log repeats each traceback several times
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is first imported
     from mlops_assets.pipeline.runs import run_main_job
 
-    summary = run_main_job(_settings())
+    summary = run_main_job(_settings(), log_level="INFO" if verbose else "CRITICAL")
     click.echo(summary.table())
+    click.echo(summary.models_table())
     if not summary.success:
-        raise click.ClickException(f"run {summary.run_id} failed; `mlops ui` shows its logs")
-    click.echo(f"run {summary.run_id}: success")
+        raise click.ClickException(f"{summary.first_failure or 'a check failed'}; run {summary.run_id} failed after "
+                                   f"{summary.duration:.1f} s: `mlops materialize --verbose` prints Dagster's log, "
+                                   "`mlops ui` shows it")
+    click.echo(f"run {summary.run_id}: success in {summary.duration:.1f} s")
 
 
 @main.command()
@@ -122,7 +130,17 @@ def mlflow_ui(port: int) -> None:
           settings)
 
 
+main.add_command(features_commands)
+main.add_command(promote)
 main.add_command(monitor)
+
+from mlops_assets.governance import commands as governance_commands  # noqa: E402
+
+main.add_command(governance_commands.approve)
+main.add_command(governance_commands.reject)
+main.add_command(governance_commands.explain)
+main.add_command(governance_commands.lineage)
+main.add_command(governance_commands.governance)
 
 if __name__ == "__main__":
     main()

@@ -26,7 +26,6 @@ from pydantic import (
 )
 
 from mlops_assets.errors import PlatformError
-from mlops_assets.features.expressions import ExpressionError, expression_columns
 
 ColumnType = Literal["integer", "float", "boolean", "string", "categorical", "datetime"]
 NUMERIC_TYPES = {"integer", "float", "boolean"}
@@ -38,6 +37,21 @@ LOAD_TIME_COLUMN = "load_time"
 
 class ConfigError(PlatformError, ValueError):
     """A dataset config that cannot be used, with the file and field named."""
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where unquoted yes/no/on/off are booleans: ``values: [no, yes]`` would become
+    ``[False, True]`` and ``positive_class: yes`` ``True``, matching nothing in the data. Here, as in
+    YAML 1.2, only true/false are booleans (pydantic still reads ``nullable: yes`` as a boolean)."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 class _Strict(BaseModel):
@@ -55,6 +69,8 @@ class ColumnSpec(_Strict):
     values: list[str | int | float | bool] | None = Field(
         default=None, description="allowed values (categorical columns, binary targets)"
     )
+    # Documentation only: excluded from model_dump, so describing a column never changes the feature version.
+    description: str | None = Field(default=None, exclude=True, description="what the column means, for people")
 
 
 class SourceConfig(_Strict):
@@ -130,6 +146,114 @@ class DriftConfig(_Strict):
     cost_matrix: CostMatrix = Field(default_factory=CostMatrix)
 
 
+class FeatureNote(_Strict):
+    """What a person reads about one feature in the catalog."""
+
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+
+
+class DistributionChecksConfig(_Strict):
+    """Thresholds of the checks that compare a view's new materialization with the one served before it."""
+
+    max_null_rate_increase: float = Field(default=0.10, ge=0, le=1, description="absolute increase in a feature's null rate")
+    max_mean_shift: float = Field(default=0.5, ge=0, description="|mean change| in previous standard deviations")
+    max_quantile_shift: float = Field(default=0.5, ge=0, description="|p10/p50/p90 change| in previous standard deviations")
+    allow_new_categories: bool = False
+
+
+class FeatureViewConfig(_Strict):
+    """One feature view: a named group of features about the dataset's entity, from its raw rows.
+
+    ``features`` is a list of names (raw columns, ``derived_features``, or outputs of the
+    named Python ``transformations``), or a mapping name -> description / FeatureNote.
+    """
+
+    description: str = ""
+    owner: str | None = None
+    ttl: str | None = Field(default=None, description="how long a value stays valid: e.g. 90d, 12h, 30m; none = forever")
+    tags: dict[str, str] = Field(default_factory=dict)
+    features: list[str] | dict[str, str | FeatureNote | None]
+    transformations: list[str] = Field(default_factory=list, description="registered Python transformations, by name")
+    checks: DistributionChecksConfig = Field(default_factory=DistributionChecksConfig)
+
+    @field_validator("ttl")
+    @classmethod
+    def _duration(cls, ttl: str | None) -> str | None:
+        if ttl is not None and not re.fullmatch(r"\d+(\.\d+)?(s|m|h|d|w)", ttl):
+            raise ValueError(f"ttl {ttl!r} must be a number and a unit (s, m, h, d or w), e.g. 90d")
+        return ttl
+
+
+class FeatureStoreConfig(_Strict):
+    """Feature views of a dataset; without any, every model feature forms one view named ``all``."""
+
+    views: dict[str, FeatureViewConfig] = Field(default_factory=dict)
+    transformation_modules: list[str] = Field(
+        default_factory=list, description="modules to import whose @transformation functions views may name")
+
+    @field_validator("views")
+    @classmethod
+    def _view_names(cls, views: dict[str, FeatureViewConfig]) -> dict[str, FeatureViewConfig]:
+        for name in views:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(f"view name {name!r} must be lowercase letters, digits and underscores (it names assets)")
+        return views
+
+
+class ReleaseConfig(_Strict):
+    """How the pipeline treats a new version's gates (the thresholds themselves are ``gates``)."""
+
+    blocking_gates: bool = Field(
+        default=True,
+        description="a failed gate is an ERROR check that stops the run's downstream steps; false: a WARN "
+        "check and the run goes on. Either way a version that failed a gate never becomes champion.",
+    )
+
+
+class FairnessConfig(_Strict):
+    """How fairness is measured on the test split, and the limits that block a model (governance)."""
+
+    min_group_size: int = Field(default=30, ge=1, description="smaller groups are flagged and left out of differences")
+    bootstrap: int = Field(default=200, ge=0, description="bootstrap resamples for the intervals (0: none)")
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    intersections: bool = Field(default=True, description="also every pair of sensitive attributes")
+    judge_intersections: bool = Field(default=False, description="hold pairs to the thresholds too (else: measured)")
+    bands: dict[str, list[float]] = Field(default_factory=dict, description="numeric sensitive attribute -> band edges")
+    max_demographic_parity_difference: float | None = Field(default=None, ge=0, le=1)
+    max_equalized_odds_difference: float | None = Field(default=None, ge=0, le=1)
+    min_demographic_parity_ratio: float | None = Field(default=None, ge=0, le=1)
+    min_equalized_odds_ratio: float | None = Field(default=None, ge=0, le=1)
+    seed: int = 0
+
+    @field_validator("bands")
+    @classmethod
+    def _increasing_edges(cls, bands: dict[str, list[float]]) -> dict[str, list[float]]:
+        for name, edges in bands.items():
+            if not edges or any(b <= a for a, b in zip(edges, edges[1:])):
+                raise ValueError(f"bands.{name} must be a non-empty list of strictly increasing edges, got {edges}")
+        return bands
+
+
+class ExplanationConfig(_Strict):
+    """Global permutation importance and per-row contributions (governance)."""
+
+    repeats: int = Field(default=5, ge=2, description="permutation-importance repeats (the spread comes from them)")
+    examples: int = Field(default=3, ge=0, description="test rows explained on the card")
+    background_rows: int = Field(default=64, ge=8, description="training rows a contribution is measured against")
+    permutations: int = Field(default=16, ge=2, description="feature orderings sampled per explained row")
+    seed: int = 0
+
+
+class GovernanceConfig(_Strict):
+    """Model cards, fairness, explanations and approvals: paths are relative to the config file."""
+
+    human_sections: str | None = Field(default=None, description="reviewed card text; default <name>.card.md")
+    roles_file: str | None = Field(default=None, description="people, roles and required approvals; none: no approvals")
+    fairness: FairnessConfig = Field(default_factory=FairnessConfig)
+    explanations: ExplanationConfig = Field(default_factory=ExplanationConfig)
+
+
 class DatasetConfig(_Strict):
     name: str
     description: str = ""
@@ -138,6 +262,9 @@ class DatasetConfig(_Strict):
     entity_id: str | None = None
     event_time: str | None = None
     target: str
+    positive_class: str | int | float | bool | None = Field(
+        default=None, description="the target value that means positive; needed unless the target is 0/1 or true/false"
+    )
     columns: dict[str, ColumnSpec]
     sensitive_attributes: list[str] = Field(default_factory=list)
     features: list[str]
@@ -147,8 +274,11 @@ class DatasetConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     search_space: dict[str, Any] = Field(default_factory=dict)
     gates: dict[str, float] = Field(default_factory=dict)
+    release: ReleaseConfig = Field(default_factory=ReleaseConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    feature_store: FeatureStoreConfig = Field(default_factory=FeatureStoreConfig)
+    governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
     path: Path | None = Field(default=None, exclude=True, description="the YAML file this came from")
 
     @field_validator("name")
@@ -157,6 +287,16 @@ class DatasetConfig(_Strict):
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise ValueError(f"name {name!r} must be lowercase letters, digits and underscores (it names assets)")
         return name
+
+    @field_validator("columns")
+    @classmethod
+    def _named_columns(cls, columns: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
+        if any(not name.strip() for name in columns):
+            raise ValueError(
+                "a column name cannot be empty; pandas reads an empty CSV header as 'Unnamed: <position>' "
+                "(from 0), so declare a first column without a name as \"Unnamed: 0\""
+            )
+        return columns
 
     @model_validator(mode="after")
     def _columns_are_declared(self) -> DatasetConfig:
@@ -173,17 +313,36 @@ class DatasetConfig(_Strict):
         clash = set(self.derived_features) & declared
         if clash:
             raise ValueError(f"derived_features reuse raw column names: {sorted(clash)}")
-        for name, expression in self.derived_features.items():
-            try:
-                unknown = expression_columns(expression) - declared
-            except ExpressionError as exc:
-                raise ValueError(f"derived feature {name!r}: {exc}") from exc
-            if unknown:
-                raise ValueError(f"derived feature {name!r} reads undeclared columns {sorted(unknown)}")
+        # The expressions themselves are checked by the feature system that owns them
+        # (mlops_assets.features.definitions.validate), where the config is used.
         target = self.columns[self.target]
         if target.values is not None and len(target.values) != 2:
             raise ValueError(f"target {self.target!r} must be binary: values lists {target.values}")
+        if target.nullable:
+            raise ValueError(f"target {self.target!r} cannot be nullable: a row without a label can be neither "
+                             "learned from nor evaluated (leave such rows out of the source)")
+        self._check_positive_class(target)
         return self
+
+    def _check_positive_class(self, target: ColumnSpec) -> None:
+        """Which target value is positive must never be guessed (the order of ``values`` used to decide)."""
+        positive = self.positive_class
+        if positive is None:
+            spelled = target.type in {"string", "categorical"} if target.values is None else not zero_one(target.values)
+            if spelled:
+                found = f"values {target.values}" if target.values else f"type {target.type}"
+                raise ValueError(
+                    f"target {self.target!r} ({found}) needs positive_class: the value that means positive "
+                    "(only a 0/1 or true/false target can go without)"
+                )
+            return
+        if target.type == "boolean" and not isinstance(positive, bool):
+            raise ValueError(f"positive_class of the boolean target {self.target!r} is true or false, not {positive!r}")
+        if target.type in {"integer", "float"} and (isinstance(positive, (bool, str))):
+            raise ValueError(f"positive_class of the numeric target {self.target!r} is a number, not {positive!r}")
+        listed = target.values is None or positive in target.values or str(positive) in map(str, target.values)
+        if not listed:
+            raise ValueError(f"positive_class {positive!r} is not one of the target's values {target.values}")
 
     # Roles the rest of the platform asks for -----------------------------------------------
     @property
@@ -209,6 +368,13 @@ class DatasetConfig(_Strict):
         return self.numeric_features + self.categorical_features
 
     @property
+    def positive_label(self) -> str:
+        """The positive class as people read it: ``'yes'``, or ``1`` for a 0/1 target."""
+        if self.positive_class is not None:
+            return repr(self.positive_class)
+        return "true" if self.columns[self.target].type == "boolean" else "1"
+
+    @property
     def registered_model_name(self) -> str:
         return f"{self.name}_model"
 
@@ -232,30 +398,43 @@ class DatasetConfig(_Strict):
         return path
 
 
-def load_dataset_config(path: str | Path) -> DatasetConfig:
+def zero_one(values: list) -> bool:
+    """Values that are 0/1 or false/true (1.0 and True count as 1): a target that needs no positive_class."""
+    return all(not isinstance(v, str) and v in (0, 1) for v in values)
+
+
+def load_dataset_config(path: str | Path, require_source: bool = True) -> DatasetConfig:
+    """The config in ``path``, checked; ``require_source=False`` for processes that never read the rows
+    (the prediction service, whose Bento ships the configs but not the training data)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_Yaml12Loader)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read dataset config: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a dataset config is a YAML mapping, got {type(raw).__name__}")
     try:
-        return DatasetConfig(**raw, path=path.resolve())
+        config = DatasetConfig(**raw, path=path.resolve())
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"{path}: {problems}") from exc
+    if require_source and config.source.path is not None and not config.resolve_source_path().is_file():
+        raise ConfigError(
+            f"{path}: source.path: {config.resolve_source_path()} does not exist "
+            "(a relative path is relative to the config's folder)"
+        )
+    return config
 
 
-def load_dataset_configs(location: str | Path) -> list[DatasetConfig]:
+def load_dataset_configs(location: str | Path, require_source: bool = True) -> list[DatasetConfig]:
     """One config file, or every ``*.yaml`` in a folder; dataset names must be unique."""
     location = Path(location)
     files = sorted(location.glob("*.yaml")) if location.is_dir() else [location]
     if not files:
         raise ConfigError(f"{location}: no dataset config (*.yaml) found")
-    configs = [load_dataset_config(f) for f in files]
+    configs = [load_dataset_config(f, require_source) for f in files]
     names = [c.name for c in configs]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:

@@ -46,6 +46,7 @@ def run_demo(settings: Settings, echo=print, predictions_per_dataset: int = 3) -
     echo("1. Materializing the whole asset graph (Dagster, in-process, SQLite instance)...")
     summary = run_main_job(settings, log_level="WARNING")
     echo(summary.table())
+    echo(summary.models_table())
     echo(f"   run {summary.run_id}: {'success' if summary.success else 'FAILED'} in {time.perf_counter() - started:.1f} s\n")
     if not summary.success:
         return summary

@@ -24,7 +24,7 @@ import psutil
 from mlops_assets.config import DatasetConfig
 from mlops_assets.errors import PlatformError
 from mlops_assets.settings import PROJECT_ROOT, Settings
-from mlops_assets.training.registry import CHAMPION, alias_version
+from mlops_assets.training.registry import CHAMPION, alias_version, no_champion_reason
 
 SERVICE = "bento.service:MLOpsPredictor"
 
@@ -43,11 +43,8 @@ def check_servable(settings: Settings, configs: list[DatasetConfig]) -> list[str
     """Datasets that have a champion; fail fast if none has (the service would restart in a loop)."""
     ready = [c.name for c in configs if alias_version(settings, c, CHAMPION) is not None]
     if not ready:
-        names = ", ".join(c.name for c in configs)
-        raise ServerError(
-            f"no dataset ({names}) has a '{CHAMPION}' model in {settings.mlflow_tracking_uri}; "
-            "run `mlops materialize` (or `mlops demo`) first"
-        )
+        reasons = "; ".join(no_champion_reason(settings, c) for c in configs)
+        raise ServerError(f"nothing to serve: {reasons}")
     return ready
 
 

@@ -15,6 +15,9 @@ URI and Dagster storage from it: MLflow left to itself follows the current direc
 | ``DAGSTER_HOME`` | the project root | folder holding the ``dagster.yaml`` to use |
 | ``MLOPS_DAGSTER_STORAGE`` | always ``$MLOPS_HOME/dagster`` | plumbing: the storage the root ``dagster.yaml`` names (``.env`` sets it for plain ``dagster dev``) |
 | ``BENTOML_HOME`` | ``$MLOPS_HOME/bentoml`` | BentoML's own store (instead of ``~/bentoml``) |
+| ``MLOPS_ONLINE_STORE`` | SQLite ``$MLOPS_HOME/feature_store/online.db`` | online feature store: ``redis://host:port/db[?prefix=...]`` or ``sqlite:///path`` |
+| ``MLOPS_ONLINE_PREFIX`` | ``mlops:`` | key prefix in a shared Redis (the URL's ``?prefix=`` wins) |
+| ``MLOPS_APPROVALS_DB`` | ``sqlite:///$MLOPS_HOME/governance/approvals.db`` | approval ledger (read in ``governance/ledger.py``) |
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 #: Every variable that points a process at a platform home (see the table above).
 HOME_VARIABLES = ("MLOPS_HOME", "MLOPS_CONFIGS", "MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_EXPERIMENT", "MLOPS_MLFLOW_UI",
-                  "DAGSTER_HOME", "MLOPS_DAGSTER_STORAGE", "BENTOML_HOME", "MLOPS_DAGSTER_PG_URL")
+                  "DAGSTER_HOME", "MLOPS_DAGSTER_STORAGE", "BENTOML_HOME", "MLOPS_DAGSTER_PG_URL",
+                  "MLOPS_APPROVALS_DB")
 
 
 @dataclass(frozen=True)

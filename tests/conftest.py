@@ -30,6 +30,7 @@ def churn_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config["drift"]["current_rows"] = 2000
     config["model"]["params"]["max_iter"] = 60
     (folder / "churn.yaml").write_text(yaml.safe_dump(config))
+    shutil.copy(PROJECT_ROOT / "configs" / "churn.card.md", folder)  # the reviewed human sections of its model card
     return folder
 
 

@@ -37,6 +37,7 @@ LOANS_CONFIG = {
     "owners": ["team:credit-risk"],
     "source": {"path": "loans.csv"},
     "target": "defaulted",
+    "positive_class": "yes",
     "sensitive_attributes": ["age_group"],
     "columns": {
         "income": {"type": "float", "min": 0},

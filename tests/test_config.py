@@ -13,8 +13,12 @@ CHURN = PROJECT_ROOT / "configs" / "churn.yaml"
 
 
 def write(tmp_path, config, name="data.yaml"):
+    """The config, and an (empty) file where its source.path points: a missing source is a config error."""
     path = tmp_path / name
     path.write_text(yaml.safe_dump(config))
+    source = config.get("source", {}).get("path")
+    if isinstance(source, str) and source.endswith((".csv", ".parquet")):
+        (tmp_path / source).touch()
     return path
 
 

@@ -21,7 +21,10 @@ QUERY = """{
   workspaceOrError { ... on Workspace { locationEntries { name loadStatus
     locationOrLoadError { __typename ... on PythonError { message } } } } }
   assetNodes { assetKey { path } groupName description kinds
-    assetMaterializations(limit: 1) { runId metadataEntries { label } } }
+    assetMaterializations(limit: 1) { runId metadataEntries { label } }
+    assetChecksOrError { ... on AssetChecks { checks { name blocking executionForLatestMaterialization { status } } } } }
+  repositoryOrError(repositorySelector: {repositoryLocationName: "mlops_assets", repositoryName: "__repository__"}) {
+    ... on Repository { pipelines { name runs(limit: 5) { runId } } } }
 }"""
 
 
@@ -62,10 +65,17 @@ def test_dagster_ui_loads_the_code_location_and_shows_materialized_assets(in_hom
     assert entry["name"] == "mlops_assets"
     assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
     nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
-    assert len(nodes) == 8
+    assert len(nodes) == 13  # 12 assets and the external approvals ledger
     groups = {n["groupName"] for n in nodes.values()}
     assert groups == {"features", "training", "pipeline", "governance", "monitoring"}
     model = nodes["churn/model"]
     assert model["assetMaterializations"][0]["runId"] == summary.run_id
     labels = {e["label"] for e in model["assetMaterializations"][0]["metadataEntries"]}
     assert {"mlflow_run", "model_version", "mlflow_run_id"} <= labels
+    # The quality gates are blocking checks on the evaluation, green for this run.
+    checks = nodes["churn/evaluation"]["assetChecksOrError"]["checks"]
+    assert {(c["name"], c["blocking"], c["executionForLatestMaterialization"]["status"]) for c in checks} == {
+        ("gate_min_roc_auc", True, "SUCCEEDED"), ("gate_max_brier", True, "SUCCEEDED")}
+    # The run the CLI started is in the job's Runs tab (the UI filters by job and code location).
+    jobs = {p["name"]: [r["runId"] for r in p["runs"]] for p in data["repositoryOrError"]["pipelines"]}
+    assert summary.run_id in jobs["mlops_main"]

@@ -10,6 +10,7 @@ import yaml
 from mlops_assets.config import ConfigError, load_dataset_config
 from mlops_assets.data.churn_generator import generate_churn
 from mlops_assets.data.sources import load_source
+from mlops_assets.features.definitions import validate as validate_features
 from mlops_assets.features.engineering import build_feature_table, derive_features
 from mlops_assets.features.training_set import binary_target, split_frame, split_summary, time_split
 from mlops_assets.settings import PROJECT_ROOT
@@ -38,12 +39,14 @@ def test_derived_features_follow_their_expressions_and_division_by_zero_is_missi
     ],
     ids=["unknown-column", "import", "attribute", "syntax", "string"],
 )
-def test_a_bad_derived_expression_is_refused_when_the_config_loads(tmp_path, expression, message):
+def test_a_bad_derived_expression_is_refused_when_the_feature_system_reads_the_config(tmp_path, expression, message):
     path = tmp_path / "loans.yaml"
     path.write_text(yaml.safe_dump({**LOANS_CONFIG, "derived_features": {"bad": expression}}))
+    (tmp_path / "loans.csv").write_text(",".join(LOANS_CONFIG["columns"]) + "\n")
+    config = load_dataset_config(path)  # config.py only parses; the feature system owns expressions
     with pytest.raises(ConfigError, match="derived feature 'bad'") as error:
-        load_dataset_config(path)
-    assert message in str(error.value)
+        validate_features(config)
+    assert message in str(error.value) and str(path) in str(error.value)
 
 
 def test_derived_features_agree_with_pandas_eval_and_allow_numpy_functions():

@@ -16,7 +16,8 @@ from mlops_assets.training.registry import CHAMPION, load_champion
 
 pytestmark = pytest.mark.slow
 
-ASSETS = ["raw_rows", "features", "training_set", "model", "evaluation", "champion", "model_card", "drift_report"]
+ASSETS = ["raw_rows", "usage_features", "billing_features", "online_features", "feature_catalog", "training_set",
+          "model", "evaluation", "champion", "explanations", "model_card", "drift_report"]
 SYSTEM_GROUPS = {"features", "training", "pipeline", "governance", "monitoring"}
 
 
@@ -31,8 +32,9 @@ def test_main_job_materializes_every_asset_and_passes_every_check(in_home):
     outcomes = {o.asset: o for o in summary.outcomes}
     assert sorted(outcomes) == sorted(f"churn/{a}" for a in ASSETS)
     assert all(o.materialized for o in outcomes.values()), summary.table()
-    assert outcomes["churn/raw_rows"].checks == {"raw_schema": True}
-    assert outcomes["churn/features"].checks == {"feature_schema": True}
+    assert outcomes["churn/raw_rows"].checks == {"raw_schema": True, "row_count": True, "target_classes": True}
+    for view in ("usage", "billing"):
+        assert outcomes[f"churn/{view}_features"].checks == {f"{view}_schema": True, f"{view}_distribution": True}
 
 
 def test_run_and_materializations_are_recorded_in_the_sqlite_instance(in_home):
@@ -92,8 +94,8 @@ def test_champion_loaded_from_registry_reproduces_the_evaluation(in_home):
     test = split_frame(definitions.load_asset_value(["churn", "training_set"], instance=dg.DagsterInstance.get()), "test")
     champion = load_champion(settings, config)
     scores = champion.score(test.drop(columns=config.derived_features))
-    evaluation = latest_metadata(["churn", "evaluation"])
-    assert roc_auc_score(binary_target(test, config), scores) == pytest.approx(evaluation["roc_auc"], abs=1e-12)
+    evaluated = MlflowClient(settings.mlflow_tracking_uri).get_run(champion.run_id).data.metrics["test_roc_auc"]
+    assert roc_auc_score(binary_target(test, config), scores) == pytest.approx(evaluated, abs=1e-12)
     assert np.all((scores >= 0) & (scores <= 1))
     assert 0 < champion.decision_threshold < 1
 
@@ -110,7 +112,7 @@ def test_evaluation_metadata_carries_metrics_plots_and_mlflow_link(in_home):
 def test_model_card_is_written_under_mlops_home(in_home):
     settings, _ = in_home
     card = (settings.reports / "churn" / "v1" / "model_card.md").read_text()
-    assert "# Model card: churn_model v1" in card and "roc_auc" in card and "![roc](roc.png)" in card
+    assert "# Model card: churn_model v1" in card and "roc_auc" in card and "![ROC curve](roc.png)" in card
     assert (settings.reports / "churn" / "v1" / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -78,9 +78,15 @@ def test_graph_materializes_on_a_postgres_instance_with_mlflow_on_postgres(tmp_p
             engine.dispose()
         assert status == "SUCCESS"
         assert {tuple(json.loads(k)) for k in keys} == {
-            ("churn", a) for a in ("raw_rows", "features", "training_set", "model", "evaluation",
-                                   "champion", "model_card", "drift_report")}
-        # the demo's current batch drifts on purpose: its WARN check fails, the run still succeeds
-        assert sorted(checks) == [("feature_schema", "SUCCEEDED"), ("no_drift", "FAILED"), ("raw_schema", "SUCCEEDED")]
+            ("churn", a) for a in ("raw_rows", "usage_features", "billing_features", "online_features",
+                                   "feature_catalog", "training_set", "model", "evaluation",
+                                   "champion", "explanations", "model_card", "drift_report")}
+        assert sorted(checks) == sorted([(f"{view}_{check}", "SUCCEEDED") for view in ("billing", "usage")
+                                         for check in ("distribution", "schema")] + [
+            ("card_coverage", "SUCCEEDED"), ("fairness", "SUCCEEDED"),
+            ("gate_max_brier", "SUCCEEDED"), ("gate_min_roc_auc", "SUCCEEDED"),
+            ("no_drift", "FAILED"),  # the demo's current batch drifts on purpose: a WARN check, the run succeeds
+            ("raw_schema", "SUCCEEDED"),
+            ("row_count", "SUCCEEDED"), ("target_classes", "SUCCEEDED")])
         # Nothing of the instance went to SQLite under MLOPS_HOME.
         assert not (tmp_path / "home" / "dagster" / "history").exists()

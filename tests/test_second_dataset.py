@@ -44,12 +44,15 @@ def test_bad_raw_rows_fail_the_blocking_check_naming_rows_and_columns_and_nothin
         summary = run_main_job(settings)
         assert not summary.success
         assert not any(o.materialized for o in summary.outcomes), summary.table()
-        (evaluation,) = summary.check_evaluations
-        assert evaluation.check_name == "raw_schema" and not evaluation.passed
+        evaluations = {e.check_name: e for e in summary.check_evaluations}
+        assert {name: e.passed for name, e in evaluations.items()} == {
+            "raw_schema": False, "row_count": True, "target_classes": True}
+        evaluation = evaluations["raw_schema"]
         assert evaluation.severity == dg.AssetCheckSeverity.ERROR
         metadata = {k: v.value for k, v in evaluation.metadata.items()}
         assert metadata["failing_columns"] == ["debt_ratio", "employment_type", "income"]
-        assert sorted(metadata["offending_rows"], key=int) == ["3", "7", "11"]
+        assert metadata["offending_rows"] == ["3", "7", "11"]
+        assert metadata["offending_lines"] == ["line 5", "line 9", "line 13"]
         assert "astronaut" in metadata["failure_cases"] and "-50.0" in metadata["failure_cases"]
         # Nothing was written: no later run can read the bad rows.
         assert dg.DagsterInstance.get().get_latest_materialization_event(dg.AssetKey(["loans", "raw_rows"])) is None

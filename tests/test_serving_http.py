@@ -124,7 +124,8 @@ def test_health_readiness_and_metrics_endpoints_answer(server):
 def test_serving_without_a_champion_fails_fast_with_a_message(tmp_path, churn_config_dir):
     with use_home(tmp_path / "empty-home", churn_config_dir) as settings:
         config = load_dataset_configs(settings.configs)[0]
-        with pytest.raises(ServerError, match="no dataset .*churn.* has a 'champion' model"):
+        with pytest.raises(ServerError, match="nothing to serve: churn has no champion: no version of churn_model is "
+                                              "registered in sqlite:///.*; run `mlops materialize`"):
             with running_server(settings, [config]):
                 pass
 
@@ -147,7 +148,7 @@ def test_a_dataset_without_a_champion_is_listed_and_answered_404_while_others_se
             assert set(record) == set(LOANS_CONFIG["features"])
             answer = httpx.post(f"{running.url}/predict", json={"dataset": "loans", "record": record}, timeout=30)
             assert answer.status_code == 404
-            assert "'loans' has no 'champion' model" in answer.text
+            assert "loans has no champion: no version of loans_model is registered" in answer.text
             churn = httpx.post(f"{running.url}/predict", json={"dataset": "churn", "record": CHURN_RECORD}, timeout=30)
             assert churn.status_code == 200
 

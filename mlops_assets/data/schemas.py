@@ -1,7 +1,11 @@
 """pandera models built from a dataset config: what a valid raw row is.
 
 The config's ``columns`` section is the single description of the raw data; the
-model is generated from it so that a new dataset needs no Python.
+model is generated from it so that a new dataset needs no Python. The raw model checks
+frames that :func:`mlops_assets.data.coercion.strict_types` has already typed (its
+own coercion is truthiness for booleans and truncation for integers): integers and
+booleans arrive in pandas' nullable dtypes, so a value that could not be read is a
+missing value there, not a second finding.
 """
 
 from __future__ import annotations
@@ -35,16 +39,25 @@ _DTYPES: dict[tuple[str, bool], Any] = {
 }
 
 
-def column_field(spec: ColumnSpec) -> tuple[Any, Any]:
-    """The annotation and ``pa.Field`` that express one column spec."""
+#: The dtype of each column type in a strictly typed raw frame (nullable integers and booleans).
+_TYPED_DTYPES: dict[str, Any] = {
+    "integer": pd.Int64Dtype, "float": float, "boolean": pd.BooleanDtype, "string": str, "categorical": str,
+    "datetime": pd.Timestamp,
+}
+
+
+def column_field(spec: ColumnSpec, typed: bool = False) -> tuple[Any, Any]:
+    """The annotation and ``pa.Field`` that express one column spec (``typed``: for strictly typed raw rows)."""
     checks: dict[str, Any] = {}
     if spec.min is not None:
         checks["ge"] = spec.min
     if spec.max is not None:
         checks["le"] = spec.max
     if spec.values is not None:
-        checks["isin"] = spec.values
-    return Series[_DTYPES[(spec.type, spec.nullable)]], pa.Field(nullable=spec.nullable, unique=spec.unique, **checks)
+        # Text columns hold text: `values: [1, 2]` on a categorical column means "1" and "2".
+        checks["isin"] = [str(v) for v in spec.values] if spec.type in {"string", "categorical"} else spec.values
+    dtype = _TYPED_DTYPES[spec.type] if typed else _DTYPES[(spec.type, spec.nullable)]
+    return Series[dtype], pa.Field(nullable=spec.nullable, unique=spec.unique, **checks)
 
 
 def build_model(name: str, fields: dict[str, tuple[Any, Any]]) -> type[pa.DataFrameModel]:
@@ -66,9 +79,9 @@ def identity_fields(config: DatasetConfig) -> dict[str, tuple[Any, Any]]:
 
 
 def raw_schema(config: DatasetConfig) -> type[pa.DataFrameModel]:
-    """What every raw row of this dataset must satisfy."""
+    """What every raw row of this dataset must satisfy, once :func:`strict_types` has typed it."""
     fields = identity_fields(config)
-    fields.update({name: column_field(spec) for name, spec in config.columns.items()})
+    fields.update({name: column_field(spec, typed=True) for name, spec in config.columns.items()})
     return build_model(f"{_camel(config.name)}RawSchema", fields)
 
 

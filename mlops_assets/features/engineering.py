@@ -11,12 +11,8 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.config import DatasetConfig
-from mlops_assets.errors import PlatformError
+from mlops_assets.features.definitions import FeatureError
 from mlops_assets.features.expressions import evaluate, expression_columns
-
-
-class FeatureError(PlatformError, ValueError):
-    """A derived feature that cannot be computed from the frame given (a column missing or not numeric)."""
 
 
 def derive_features(frame: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:

@@ -14,31 +14,42 @@ class MonitorInputError(PlatformError, ValueError):
     """A window file that cannot be read or lacks what the dataset config needs."""
 
 
-def read_window_file(path: Path, config) -> pd.DataFrame:
-    """Rows from a CSV or Parquet file, datetimes parsed as the config declares, derived features added."""
+def read_window_file(path: Path, config) -> tuple[pd.DataFrame, list[str]]:
+    """Rows from a CSV or Parquet file, typed by the config's strict rules, derived features added.
+
+    A value that does not fit its column's type becomes missing (and counts in the missing share);
+    the second element says how many there were, per column.
+    """
+    from mlops_assets.data.coercion import coerce_column
     from mlops_assets.data.sources import with_identity_columns
     from mlops_assets.features.engineering import derive_features
 
-    suffix = path.suffix.lower()
     if not path.is_file():
         raise MonitorInputError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise MonitorInputError(f"{path}: a window file is .csv or .parquet")
     try:
-        if suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        elif suffix == ".csv":
-            dates = [c for c, spec in config.columns.items() if spec.type == "datetime"]
-            header = pd.read_csv(path, nrows=0).columns
-            frame = pd.read_csv(path, parse_dates=[c for c in dates if c in header])
+        if suffix == ".csv":
+            # As the source reader does: text and dates as text, the strict typing below parses them.
+            text = {c: str for c, spec in config.columns.items() if spec.type in {"string", "categorical", "datetime"}}
+            frame = pd.read_csv(path, dtype=text)
         else:
-            raise MonitorInputError(f"{path}: a window file is .csv or .parquet")
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, MonitorInputError):
-            raise
+            frame = pd.read_parquet(path)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise MonitorInputError(f"{path}: cannot read: {exc}") from exc
     missing = [c for c in config.features if c not in frame.columns]
     if missing:
         raise MonitorInputError(f"{path}: lacks the model features {missing} of dataset {config.name!r}")
-    return derive_features(with_identity_columns(frame, config), config)
+    notes = []
+    for name, spec in config.columns.items():
+        if name in frame.columns:
+            frame[name], problems = coerce_column(frame[name], spec)
+            unreadable = sum(int(mask.sum()) for _, mask in problems)
+            if unreadable:
+                notes.append(f"{path.name}: {unreadable:,} values of {name!r} are not a valid {spec.type} "
+                             "and count as missing")
+    return derive_features(with_identity_columns(frame, config), config), notes
 
 
 @click.group()
@@ -77,11 +88,15 @@ def compare(dataset: str, reference: Path, current: Path, model_version: str | N
                   else load_version(settings, config, model_version))
         model = ModelUnderWatch(f"{config.registered_model_name} v{served.version}", served.score,
                                 served.decision_threshold)
-    windows = [Window(read_window_file(path, config), str(path), config.time_column) for path in (reference, current)]
+    windows, reading_notes = [], []
+    for path in (reference, current):
+        frame, notes = read_window_file(path, config)
+        windows.append(Window(frame, str(path), config.time_column))
+        reading_notes += notes
     report = run_monitor(*windows, config, model)
     path = write_report(report, output or settings.dataset_reports(dataset) / "drift")
     click.echo(report.drift.summary())
-    for note in report.drift.notes + report.notes:
+    for note in reading_notes + report.drift.notes + report.notes:
         click.echo(f"  note: {note}")
     click.echo(f"report: {path}")
     if fail_on_drift and report.verdict == "drift":

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.config import DatasetConfig
+from mlops_assets.features.training_set import binary_target
 from mlops_assets.monitoring.drift import DriftReport, compare_windows
 from mlops_assets.monitoring.performance import (
     EstimatedPerformance,
@@ -56,15 +57,10 @@ class MonitoringReport:
 
 
 def labels_of(frame: pd.DataFrame, config: DatasetConfig) -> np.ndarray:
-    """The target as 0/1 floats, NaN where a row has no label (yet); the second listed value is positive."""
-    target = frame[config.target]
-    known = target.notna().to_numpy()
-    values = config.columns[config.target].values
+    """The target as 0/1 floats (as training reads it), NaN where a row has no label (yet)."""
+    known = frame[config.target].notna().to_numpy()
     out = np.full(len(frame), np.nan)
-    if values is not None and not set(values) <= {0, 1, True, False}:
-        out[known] = (target[known] == values[1]).to_numpy(dtype=float)
-    else:
-        out[known] = pd.to_numeric(target[known], errors="coerce").to_numpy(dtype=float)
+    out[known] = binary_target(frame[known], config).to_numpy(dtype=float)
     return out
 
 

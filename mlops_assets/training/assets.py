@@ -4,7 +4,8 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.config import DatasetConfig
-from mlops_assets.markdown import markdown_table, png_markdown
+from mlops_assets.dagster_metadata import metric_metadata, rounded
+from mlops_assets.markdown import png_markdown
 from mlops_assets.settings import Settings
 from mlops_assets.training.evaluation import Evaluation, evaluate_on_test
 from mlops_assets.training.registry import RegisteredModel, ensure_experiment
@@ -48,8 +49,8 @@ def build_training_assets(config: DatasetConfig, settings: Settings) -> list[dg.
                 "model_version": registered.version,
                 "mlflow_run_id": registered.run_id,
                 "mlflow_run": dg.MetadataValue.url(mlflow_run_url(settings, registered.run_id)),
-                "decision_threshold": dg.MetadataValue.float(fitted.threshold),
-                **{f"validation_{k}": dg.MetadataValue.float(v) for k, v in fitted.validation_metrics.items()
+                "decision_threshold": rounded(fitted.threshold),
+                **{f"validation_{k}": rounded(v) for k, v in fitted.validation_metrics.items()
                    if k in ("roc_auc", "pr_auc", "log_loss", "brier")},
                 "params": dg.MetadataValue.json(config.model.params),
                 "data_snapshot": tags["data_snapshot"],
@@ -71,15 +72,12 @@ def build_training_assets(config: DatasetConfig, settings: Settings) -> list[dg.
     )
     def evaluation(context: dg.AssetExecutionContext, training_set: pd.DataFrame, model: RegisteredModel) -> dg.Output[Evaluation]:
         result = evaluate_on_test(settings, config, training_set, model)
-        metrics = result.metrics
-        metric_table = pd.DataFrame({"metric": list(metrics), "value": list(metrics.values())})
         return dg.Output(
             result,
             metadata={
-                **{k: dg.MetadataValue.float(v) for k, v in metrics.items()},
+                **metric_metadata(result.metrics),
                 "model_version": model.version,
                 "mlflow_run": dg.MetadataValue.url(mlflow_run_url(settings, model.run_id)),
-                "metrics": dg.MetadataValue.md(markdown_table(metric_table)),
                 "roc_curve": dg.MetadataValue.md(png_markdown(result.plots["roc"].read_bytes(), "ROC curve")),
                 "calibration": dg.MetadataValue.md(png_markdown(result.plots["calibration"].read_bytes(), "calibration")),
                 "plots_folder": dg.MetadataValue.path(str(result.plots["roc"].parent)),

@@ -24,10 +24,13 @@ from sklearn.pipeline import Pipeline
 from mlops_assets.config import DatasetConfig
 from mlops_assets.errors import PlatformError
 from mlops_assets.features.engineering import derive_features
+from mlops_assets.pipeline.gates import GATES_PASSED_TAG, failed_gates_in_tags
 from mlops_assets.settings import PROJECT_ROOT, Settings
 from mlops_assets.training.model_families import FAMILIES
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS = "previous"
 
 # Passing requirements explicitly saves ~2.4 s of inference per log_model call.
 _MODEL_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "scipy", "skops")
@@ -129,6 +132,40 @@ def set_alias(settings: Settings, config: DatasetConfig, alias: str, version: st
     client(settings).set_registered_model_alias(config.registered_model_name, alias, version)
 
 
+def delete_alias(settings: Settings, config: DatasetConfig, alias: str) -> None:
+    client(settings).delete_registered_model_alias(config.registered_model_name, alias)
+
+
+def set_version_tags(settings: Settings, config: DatasetConfig, version: str, tags: dict[str, str]) -> None:
+    tracking = client(settings)
+    for key, value in tags.items():
+        tracking.set_model_version_tag(config.registered_model_name, version, key, str(value))
+
+
+def model_versions(settings: Settings, config: DatasetConfig) -> list:
+    """Every registered version of the dataset's model, oldest first (none when it was never registered)."""
+    found = client(settings).search_model_versions(f"name='{config.registered_model_name}'")
+    return sorted(found, key=lambda v: int(v.version))
+
+
+def no_champion_reason(settings: Settings, config: DatasetConfig) -> str:
+    """Why ``config``'s dataset has no champion, in the words the service and the CLI print."""
+    versions = model_versions(settings, config)
+    prefix = f"{config.name} has no {CHAMPION}"
+    if not versions:
+        return (f"{prefix}: no version of {config.registered_model_name} is registered in "
+                f"{settings.mlflow_tracking_uri}; run `mlops materialize` (or `mlops demo`) first")
+    newest = versions[-1]
+    failed = failed_gates_in_tags(newest.tags)
+    if failed:
+        return f"{prefix}: version {newest.version} failed {failed}"
+    if newest.tags.get(GATES_PASSED_TAG) != "true":
+        return (f"{prefix}: version {newest.version} has no gate results (its run stopped before the gates); "
+                "run `mlops materialize` again")
+    return (f"{prefix}: no version holds the alias, though version {newest.version} passed every gate; "
+            f"`mlops promote {config.registered_model_name} {newest.version} --reason TEXT` serves it")
+
+
 @dataclass
 class ServedModel:
     """A registered version loaded for scoring: derived features are computed here, as in training."""
@@ -163,10 +200,7 @@ def load_champion(settings: Settings, config: DatasetConfig) -> ServedModel:
     """The version holding the champion alias, ready to score."""
     version = alias_version(settings, config, CHAMPION)
     if version is None:
-        raise NoChampionError(
-            f"dataset {config.name!r} has no '{CHAMPION}' model in {settings.mlflow_tracking_uri}: "
-            "materialize its graph first (`mlops demo` or `mlops materialize`)"
-        )
+        raise NoChampionError(no_champion_reason(settings, config))
     return load_version(settings, config, version)
 
 

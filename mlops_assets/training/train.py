@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 
 from mlops_assets.config import DatasetConfig
 from mlops_assets.data.snapshots import frame_fingerprint
-from mlops_assets.features.training_set import binary_target, split_frame
+from mlops_assets.features.training_set import binary_target, split_frame, training_set_tags
 from mlops_assets.settings import Settings
 from mlops_assets.training.evaluation import choose_threshold, classification_metrics
 from mlops_assets.training.model_families import build_pipeline
@@ -56,6 +56,7 @@ def lineage_tags(training_set: pd.DataFrame, config: DatasetConfig, fitted: Fitt
         "environment_hash": environment_hash(),
         "model_family": config.model.family,
         "decision_threshold": f"{fitted.threshold:.6f}",
+        **training_set_tags(training_set),  # feature-store manifest: view + table versions, content hash
     }
 
 
