@@ -147,7 +147,9 @@ def test_the_demo_batch_drifts_and_turns_the_warn_check_yellow(in_home):
     # configs/churn.yaml injects covariate drift: charges rise, contracts shift, and the score follows.
     assert {"monthly_charges", "contract_type", SCORE_COLUMN} <= set(metadata["drifted_columns"])
     assert metadata["verdict"] == "drift" and 0 < metadata["drift_share"] < 1
-    assert set(metadata["drifted_columns"]) < set(metadata["effect_sizes"])
+    ranked = [row["x_what_matters"] for row in metadata["effect_sizes"]]
+    assert ranked == sorted(ranked, reverse=True)
+    assert set(metadata["drifted_columns"]) < {row["column"] for row in metadata["effect_sizes"]}
     assert metadata["effects"].startswith("![effect sizes](data:image/png;base64,")
     assert metadata["model_version"] == "1" and metadata["current_rows"] == 2000
     assert 0.6 < metadata["current_roc_auc"] < 1 and 0.6 < metadata["estimated_roc_auc"] < 1

@@ -66,7 +66,7 @@ def build_monitoring_assets(config: DatasetConfig, settings: Settings) -> list[d
         "reference (validation and test rows). Per-column verdicts for the features, the model score and the "
         "target, judged by minimum-effect tests against what the config says matters, with the report-level "
         "false-alarm rate held by Holm; realized performance with bootstrap intervals and the CBPE estimate "
-        "before labels. One HTML report per run under MLOPS_HOME/reports/<dataset>/drift, kept as history.",
+        f"before labels. One HTML report per run under MLOPS_HOME/reports/{name}/drift, kept as history.",
     )
     def drift_report(context: dg.AssetExecutionContext, training_set: pd.DataFrame,
                      evaluation: Evaluation) -> dg.MaterializeResult:
@@ -84,7 +84,8 @@ def build_monitoring_assets(config: DatasetConfig, settings: Settings) -> list[d
                 "summary": drift.summary(),
                 "drifted_columns": dg.MetadataValue.json(drift.drifted_columns),
                 "drift_share": dg.MetadataValue.float(round(drift.drift_share, 4)),
-                "effect_sizes": dg.MetadataValue.json(drift.effect_sizes),
+                "effect_sizes": dg.MetadataValue.json(
+                    [{"column": c, "x_what_matters": e} for c, e in drift.effect_sizes.items()]),
                 "effects": dg.MetadataValue.md(png_markdown(effects_png(drift), "effect sizes")),
                 "columns": dg.MetadataValue.md(drift.to_markdown()),
                 "model_version": registered.version,
