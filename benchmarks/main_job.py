@@ -171,6 +171,7 @@ def measure_plain() -> dict:
     from mlops_assets.training.evaluation import evaluate_on_test
     from mlops_assets.training.registry import CHAMPION, alias_version, ensure_experiment, load_version, set_alias
     from mlops_assets.training.train import fit_model, lineage_tags, log_training_run
+    from mlops_assets.training.tuning import tune
 
     rss_after_import = peak_rss_mb()
     steps: dict[str, float] = {}
@@ -203,13 +204,17 @@ def measure_plain() -> dict:
     training_set, _ = build_training_set(store, label_events(raw, config))
     lap("training_set")
 
-    fitted = fit_model(training_set, config)
+    study = tune(settings, config, training_set)
+    lap("study")
+
+    fitted = fit_model(training_set, config, study.best_params)
     tags = lineage_tags(training_set, config, fitted)
-    registered = log_training_run(settings, fitted, config, training_set, tags)
+    logged = log_training_run(settings, fitted, config, training_set, tags)
     lap("model")
 
-    # Same function as the asset: it loads the version back from the registry rather than reusing `fitted`.
-    evaluation = evaluate_on_test(settings, config, training_set, registered)
+    # Same function as the asset: it loads the logged model back, evaluates it, then registers it.
+    evaluation = evaluate_on_test(settings, config, training_set, logged)
+    registered = evaluation.model
     lap("evaluation")
 
     if alias_version(settings, config, CHAMPION) is None:
@@ -458,7 +463,7 @@ def main() -> None:
                 "dagster": "mlops_assets.pipeline.runs.run_main_job (execute_in_process, SQLite instance under "
                            f"a fresh MLOPS_HOME, log_level={DAGSTER_LOG_LEVEL}); steps from get_run_step_stats",
                 "plain": "the same domain functions in order (load_source, validate, FeatureStore.materialize, "
-                         "build_training_set, fit_model, lineage_tags, log_training_run, evaluate_on_test, set_alias, "
+                         "build_training_set, tune, fit_model, lineage_tags, log_training_run, evaluate_on_test, set_alias, "
                          "monitor_current_batch, render_model_card), values kept in memory; no Dagster run, "
                          "event log, IO manager pickles, metadata or second (inline) model card",
             },

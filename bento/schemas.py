@@ -1,89 +1,277 @@
-"""HTTP request and response types, built from the dataset configs.
+"""The HTTP contract: request and response types, built from the dataset configs.
 
 A request names its dataset and carries one record (or a batch) of that dataset's raw
-feature columns. pydantic checks every field against the config (type, allowed
-values, required), so a bad request is answered 400 with the field named, before any
-model code runs.
+feature columns. pydantic checks every field against the config before any model
+code runs, and a bad request is answered 400 with the field named.
+
+Types are strict JSON (docs/serving.md, "Types"): a number must be a JSON number
+(``"804"`` is refused), a boolean a JSON boolean (``"true"``, ``1`` are refused). An
+integer column also takes an integral float (``5.0``: JSON has one number type and
+many encoders write integers that way) but not ``5.5``. Non-finite numbers are
+refused, integers are bounded by +-2^53 (what a float64 holds exactly) unless the
+config bounds them tighter, and strings by length. Training reads files, where the
+data contract accepts documented spellings (``yes``/``no`` for a boolean, say); over
+HTTP a client sends typed JSON, so the two never disagree on a value.
+
+Field descriptions come from the column's ``description`` in the config.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AllowInfNan, BaseModel, StrictBool, Strict, BeforeValidator, ConfigDict, Field, RootModel, create_model, model_validator
+from annotated_types import Ge, Le
+from pydantic_core import PydanticCustomError
 
-from mlops_assets.config import ColumnSpec, DatasetConfig
+from mlops_assets.config import ColumnSpec, DatasetConfig, ExperimentMetric
+from mlops_assets.serving.experiment_report import ExperimentReport
 
 MAX_BATCH = 1000
+MAX_STRING_LENGTH = 256
+MAX_ENTITY_ID_LENGTH = 128
+SAFE_INTEGER = 2**53
 
-_PYTHON_TYPES: dict[str, Any] = {"integer": int, "float": float, "boolean": bool, "string": str, "categorical": str}
+_STRICT = ConfigDict(extra="forbid")
 
 
-def _field_type(spec: ColumnSpec) -> Any:
-    if spec.type == "categorical" and spec.values:
-        annotation: Any = Literal[tuple(spec.values)]  # type: ignore[valid-type]
+def _json_number_only(value: Any) -> Any:
+    """Integers are JSON numbers: a string or a boolean is refused before pydantic's lax int parsing."""
+    if isinstance(value, (str, bool)):
+        kind = "a string" if isinstance(value, str) else "a boolean"
+        raise PydanticCustomError("int_type", "Input should be a valid integer: a JSON number, not {kind}",
+                                  {"kind": kind})
+    return value
+
+
+FiniteNumber = Annotated[float, Strict(), AllowInfNan(False)]
+
+
+def _title(name: str) -> str:
+    return "".join(part.title() for part in name.split("_"))
+
+
+def column_description(spec: ColumnSpec) -> str | None:
+    """The config's ``description`` of a column (optional: older configs have none)."""
+    return getattr(spec, "description", None) or None
+
+
+def _field(spec: ColumnSpec, learned_values: list[str] | None) -> tuple[Any, Any]:
+    """(annotation, FieldInfo): constraints sit on the value type, inside ``| None`` for a nullable column,
+    so the document shows them as JSON Schema keywords (``minimum``, ``maxLength``)."""
+    description = column_description(spec)
+    default = None if spec.nullable else ...
+    extra: dict[str, Any] = {}
+    if spec.type == "integer":
+        low = max(spec.min if spec.min is not None else -SAFE_INTEGER, -SAFE_INTEGER)
+        high = min(spec.max if spec.max is not None else SAFE_INTEGER, SAFE_INTEGER)
+        # The bounds go before the validator: after it, pydantic leaves them out of the JSON Schema.
+        annotation: Any = Annotated[int, Ge(low), Le(high), BeforeValidator(_json_number_only)]
+    elif spec.type == "float":
+        bounds = {k: v for k, v in (("ge", spec.min), ("le", spec.max)) if v is not None}
+        annotation = Annotated[float, Field(strict=True, allow_inf_nan=False, **bounds)]
+    elif spec.type == "boolean":
+        annotation = Annotated[bool, Field(strict=True)]
+    elif spec.values:  # categorical (or string) with its values listed in the config
+        annotation = Literal[tuple(str(v) for v in spec.values)]  # type: ignore[misc]
     else:
-        annotation = _PYTHON_TYPES[spec.type]
-    return annotation | None if spec.nullable else annotation
+        annotation = Annotated[str, Field(strict=True, max_length=MAX_STRING_LENGTH)]
+        if learned_values is not None:
+            # Checked by the service against the champion it serves; the document lists them.
+            extra["json_schema_extra"] = {"enum": learned_values}
+            note = "one of the values the champion was trained on"
+            description = f"{description}; {note}" if description else note
+    if spec.nullable:
+        annotation = annotation | None
+    return annotation, Field(default, description=description, **extra)
 
 
-def record_model(config: DatasetConfig) -> type[BaseModel]:
+def record_model(config: DatasetConfig, learned: dict[str, list[str]] | None = None) -> type[BaseModel]:
     """One record of raw feature columns; unknown fields are refused so typos cannot pass silently."""
-    raw_features = [f for f in config.features if f not in config.derived_features]
     fields: dict[str, Any] = {}
-    for name in raw_features:
-        spec = config.columns[name]
-        bounds = {k: v for k, v in (("ge", spec.min), ("le", spec.max)) if v is not None and spec.type in ("integer", "float")}
-        fields[name] = (_field_type(spec), Field(None if spec.nullable else ..., **bounds))
-    fields["entity_id"] = (str | None, Field(None, description=f"the {config.entity_column} this record is about"))
-    return create_model(
-        f"{config.name.title().replace('_', '')}Record",
-        __config__=ConfigDict(extra="forbid"),
-        **fields,
-    )
+    for name in config.features:
+        if name in config.derived_features:
+            continue
+        fields[name] = _field(config.columns[name], (learned or {}).get(name))
+    fields["entity_id"] = (str | None, Field(
+        None, strict=True, max_length=MAX_ENTITY_ID_LENGTH,
+        description=f"the {config.entity_column} this record is about: routes the request (the same id always "
+                    "gets the same variant) and is logged for feedback; not a model feature"))
+    return create_model(f"{_title(config.name)}Record", __config__=ConfigDict(
+        extra="forbid", title=f"{_title(config.name)}Record"), **fields)
 
 
-class ScoredRecord(BaseModel):
-    entity_id: str | None
-    score: float = Field(description="probability of the positive class")
-    label: int = Field(description="1 when score >= threshold")
-
-
-class Prediction(ScoredRecord):
-    request_id: str
-    dataset: str
-    model_version: str
-    threshold: float
-
-
-class BatchPrediction(BaseModel):
-    request_id: str
-    dataset: str
-    model_version: str
-    threshold: float
-    predictions: list[ScoredRecord]
-
-
-def request_types(configs: list[DatasetConfig]) -> tuple[Any, Any]:
-    """(single request type, batch request type): unions over datasets, told apart by ``dataset``."""
-    singles, batches = [], []
-    for config in configs:
-        record = record_model(config)
-        name: Any = Literal[config.name]  # type: ignore[valid-type]
-        strict = ConfigDict(extra="forbid")
-        singles.append(create_model(f"{record.__name__}Request", __config__=strict, dataset=(name, ...), record=(record, ...)))
-        batches.append(
-            create_model(
-                f"{record.__name__}BatchRequest",
-                __config__=strict,
-                dataset=(name, ...),
-                records=(list[record], Field(..., min_length=1, max_length=MAX_BATCH)),
-            )
-        )
-    return _tagged_union(singles), _tagged_union(batches)
-
-
-def _tagged_union(models: list[type[BaseModel]]) -> Any:
+def _union(models: list[type[BaseModel]]) -> Any:
     if len(models) == 1:
         return models[0]
     return Annotated[Union[tuple(models)], Field(discriminator="dataset")]  # noqa: UP007
+
+
+def _root(name: str, members: list[type[BaseModel]], description: str) -> type[RootModel]:
+    """A named request type: clean schema names and ``1 validation error for <name>`` in 400s."""
+    return type(name, (RootModel[_union(members)],), {  # type: ignore[misc]
+        "model_config": ConfigDict(title=name, json_schema_extra={"description": description}),
+        "__module__": __name__,
+    })
+
+
+def request_types(configs: list[DatasetConfig], learned: dict[str, dict[str, list[str]]] | None = None) -> dict[str, Any]:
+    """The request types of every endpoint that takes a dataset, each a union over the datasets served."""
+    singles, batches, feedbacks = [], [], []
+    for config in configs:
+        record = record_model(config, (learned or {}).get(config.name))
+        title = _title(config.name)
+        dataset: Any = Literal[config.name]  # type: ignore[valid-type]
+        dataset_field = (dataset, Field(..., description="the dataset (config name) whose champion scores this"))
+        singles.append(create_model(f"{title}PredictRequest", __config__=_STRICT, dataset=dataset_field,
+                                    record=(record, ...)))
+        batches.append(create_model(
+            f"{title}BatchRequest", __config__=_STRICT, dataset=dataset_field,
+            records=(list[record], Field(..., min_length=1, max_length=MAX_BATCH,
+                                         description=f"1 to {MAX_BATCH} records, scored in order"))))
+        feedbacks.append(_feedback_model(config, title, dataset))
+    return {
+        "predict": _root("PredictRequest", singles, "One record to score."),
+        "batch": _root("BatchRequest", batches, f"Up to {MAX_BATCH} records of one dataset to score."),
+        "feedback": _root("FeedbackRequest", feedbacks, "The observed outcome of a prediction or of an entity."),
+    }
+
+
+def _one_id(model: BaseModel) -> BaseModel:
+    if (model.request_id is None) == (model.entity_id is None):  # type: ignore[attr-defined]
+        raise PydanticCustomError("one_id", "give exactly one of request_id or entity_id")
+    return model
+
+
+def _feedback_model(config: DatasetConfig, title: str, dataset: Any) -> type[BaseModel]:
+    # The ids are optional strings, never null: "exactly one of them" is then a plain oneOf in the document.
+    return create_model(
+        f"{title}Feedback", __config__=ConfigDict(extra="forbid", json_schema_extra={
+            "oneOf": [{"required": ["request_id"]}, {"required": ["entity_id"]}]}),
+        __validators__={"_one_id": model_validator(mode="after")(_one_id)},
+        dataset=(dataset, ...),
+        request_id=(str, Field(None, strict=True, min_length=1, max_length=64,
+                               description="a request_id from a prediction answer")),
+        entity_id=(str, Field(None, strict=True, min_length=1, max_length=MAX_ENTITY_ID_LENGTH,
+                              description=f"a {config.entity_column}: every prediction made for it so far")),
+        outcome=(StrictBool | FiniteNumber, Field(...,
+                                                  description=f"what happened: {config.target} (a boolean or 0/1 for a binary "
+                                                "outcome, any number for a numeric one)")),
+    )
+
+
+# Answers ---------------------------------------------------------------------------------
+
+class Prediction(BaseModel):
+    request_id: str = Field(description="this answer's id: quote it in POST /feedback")
+    dataset: str
+    entity_id: str | None
+    score: float = Field(description="probability of the positive class")
+    label: int = Field(description="1 when score >= threshold")
+    threshold: float = Field(description="the decision threshold of the version that answered")
+    model_version: str = Field(description="the registry version that made this answer")
+    variant: Literal["champion", "challenger"]
+    experiment_id: str | None = Field(description="the experiment this answer belongs to, if one is running")
+
+
+class ScoredRecord(BaseModel):
+    request_id: str
+    entity_id: str | None
+    score: float | None = Field(description="null when the model failed on this record (see error)")
+    label: int | None
+    threshold: float
+    model_version: str
+    variant: Literal["champion", "challenger"]
+    error: str | None = Field(description="why the model could not score this record")
+
+
+class BatchPrediction(BaseModel):
+    dataset: str
+    experiment_id: str | None
+    predictions: list[ScoredRecord] = Field(description="in the order of the records")
+
+
+class FeedbackResult(BaseModel):
+    dataset: str
+    matched: int = Field(description="logged predictions the outcome applies to (a shadow prediction counts)")
+    updated: int = Field(description="of those, how many changed (0 when the same outcome was sent before)")
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="machine-readable kind, e.g. missing, literal_error, unknown_value")
+    loc: list[str | int] = Field(description="path of the offending field in the body")
+    msg: str
+    url: str | None = Field(None, description="pydantic's documentation of this kind of error")
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="what went wrong, for a person")
+    detail: list[ErrorDetail] = Field(default_factory=list, description="one entry per offending field (400)")
+
+
+class ServedVersion(BaseModel):
+    alias: str
+    version: str
+    run_id: str
+    threshold: float
+    loaded_at: dt.datetime
+    learned_values: dict[str, int] = Field(description="free-text columns checked against training: values known")
+
+
+class ExperimentState(BaseModel):
+    id: str
+    dataset: str
+    mode: Literal["single", "ab", "shadow"]
+    split: str = Field(description="champion/challenger traffic in percent")
+    champion_alias: str
+    challenger_alias: str
+    status: Literal["running", "stopped"]
+    started_at: dt.datetime
+    phase_started_at: dt.datetime = Field(description="statistics count from here (the split or mode last changed)")
+    stopped_at: dt.datetime | None
+    changed_by: str
+    note: str | None
+
+
+class DatasetModels(BaseModel):
+    champion: ServedVersion | None
+    challenger: ServedVersion | None
+    experiment: ExperimentState | None
+    splitting_traffic: bool = Field(description="true while both variants are loaded and the experiment runs")
+    problem: str | None = Field(description="why something is missing (no champion, challenger alias unset, ...)")
+
+
+class ModelsResponse(BaseModel):
+    datasets: dict[str, DatasetModels]
+
+
+class StartExperiment(BaseModel):
+    model_config = _STRICT
+    dataset: str = Field(max_length=64)
+    experiment_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                                      description="default: the running or declared experiment")
+    mode: Literal["single", "ab", "shadow"] | None = None
+    challenger_percent: float | None = Field(None, ge=0, le=100, strict=True, allow_inf_nan=False,
+                                             description="the challenger's share of traffic in percent (20: 80/20)")
+    champion: str | None = Field(None, max_length=64, description="registry alias")
+    challenger: str | None = Field(None, max_length=64, description="registry alias")
+    note: str | None = Field(None, max_length=500)
+
+
+class StopExperiment(BaseModel):
+    model_config = _STRICT
+    dataset: str = Field(max_length=64)
+    note: str | None = Field(None, max_length=500)
+
+
+class ReloadRequest(BaseModel):
+    model_config = _STRICT
+    dataset: str = Field(max_length=64)
+
+
+__all__ = [
+    "BatchPrediction", "DatasetModels", "ErrorDetail", "ErrorResponse", "ExperimentMetric", "ExperimentReport",
+    "ExperimentState", "FeedbackResult", "MAX_BATCH", "ModelsResponse", "Prediction", "ReloadRequest",
+    "ScoredRecord", "ServedVersion", "StartExperiment", "StopExperiment", "record_model", "request_types",
+]

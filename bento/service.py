@@ -1,8 +1,10 @@
-"""The prediction service: each dataset's champion model from the MLflow registry, over HTTP.
+"""The prediction service: each dataset's champion (and challenger) from the MLflow registry, over HTTP.
 
-Start it with ``mlops serve`` (which checks a champion exists first: a service whose
-``__init__`` fails restarts in a loop). Routing and scoring live in plain modules;
-this class only wires them to HTTP.
+Start it with ``mlops serve`` (which checks a champion exists first and sets the worker
+count). This class only wires HTTP to the plain modules in ``mlops_assets/serving``:
+the :class:`~mlops_assets.serving.predictor.Predictor` routes, scores, logs and keeps
+the models current; ``bento/schemas.py`` is the HTTP contract; ``bento/http.py`` holds
+the body limit, the admin token, the GET routes and the API page.
 """
 
 import os
@@ -10,78 +12,163 @@ import os
 # HistGradientBoosting's OpenMP threads would spin on every core in every worker.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import uuid  # noqa: E402
+import functools  # noqa: E402
+import json  # noqa: E402
 
+import anyio.to_thread  # noqa: E402
 import bentoml  # noqa: E402
-import pandas as pd  # noqa: E402
-from bentoml.exceptions import NotFound  # noqa: E402
+from starlette.responses import Response  # noqa: E402
 
-from bento.schemas import BatchPrediction, Prediction, ScoredRecord, request_types  # noqa: E402
+from bento import http, schemas  # noqa: E402
 from mlops_assets.config import load_dataset_configs  # noqa: E402
+from mlops_assets.serving.experiments import ExperimentError  # noqa: E402
+from mlops_assets.serving.metrics import serving_metrics  # noqa: E402
+from mlops_assets.serving.options import ServingOptions  # noqa: E402
+from mlops_assets.serving.predictor import Answer, InvalidRecordError, NotServedError, Predictor  # noqa: E402
 from mlops_assets.settings import Settings  # noqa: E402
-from mlops_assets.training.registry import NoChampionError, ServedModel, load_champion  # noqa: E402
 
 SETTINGS = Settings.from_env()
 CONFIGS = load_dataset_configs(SETTINGS.configs, require_source=False)  # serving never reads the rows
-PredictRequest, BatchRequest = request_types(CONFIGS)
+OPTIONS = ServingOptions.from_env()
+TYPES = schemas.request_types(CONFIGS)
+PredictRequest, BatchRequest, FeedbackRequest = TYPES["predict"], TYPES["batch"], TYPES["feedback"]
+JSON = "application/json"
 
 
-def _frame(records: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame.from_records(records)
+def _location(dataset: str, field: str) -> tuple:
+    """Where records sit in the body, as pydantic reports it: a union of datasets puts the dataset first."""
+    return (dataset, field) if len(CONFIGS) > 1 else (field,)
 
 
-@bentoml.service(name="mlops_predictor", traffic={"timeout": 30})
+def _json(payload: dict, status: int = 200) -> Response:
+    return Response(json.dumps(payload), status_code=status, media_type=JSON)
+
+
+def _prediction(dataset: str, answer: Answer) -> dict:
+    return {"request_id": answer.request_id, "dataset": dataset, "entity_id": answer.entity_id,
+            "score": answer.score, "label": answer.label, "threshold": answer.threshold,
+            "model_version": answer.model_version, "variant": answer.variant, "experiment_id": answer.experiment_id}
+
+
+def _refusal(exc: Exception) -> Response | None:
+    """Errors the service answers itself, with the message (BentoML would blank a 5xx one)."""
+    if isinstance(exc, NotServedError):
+        return Response(http.error_body(str(exc)), status_code=404, media_type=JSON)
+    if isinstance(exc, InvalidRecordError):
+        title = f"{len(exc.details)} validation error{'s' if len(exc.details) > 1 else ''} for the served model"
+        return Response(http.error_body(title, exc.details), status_code=400, media_type=JSON)
+    if isinstance(exc, ExperimentError):
+        return Response(http.error_body(str(exc)), status_code=409, media_type=JSON)
+    return None
+
+
+@bentoml.service(
+    name="mlops_predictor",
+    workers=OPTIONS.workers,
+    traffic={"timeout": 30},
+    # Every prediction is a row in the prediction log; a second access-log line per request
+    # would halve the throughput (measured: benchmarks/serving.py).
+    logging={"access": {"enabled": False}},
+    # Without an exporter every span is made and dropped: a third of a request's CPU on the hot routes.
+    # To trace them, override: BENTOML_CONFIG_OPTIONS='services.mlops_predictor.tracing.excluded_urls=/livez'.
+    tracing={"excluded_urls": ["/predict", "/predict_batch", "/feedback"]},
+)
+@bentoml.asgi_app(http.routes, path="/", name="mlops_routes")
 class MLOpsPredictor:
-    """Scores records with the champion model of the dataset each request names."""
+    """Scores records with the champion (or, in an experiment, the challenger) of the dataset each request names."""
 
     def __init__(self) -> None:
-        self.served: dict[str, ServedModel] = {}
-        self.missing: dict[str, str] = {}
-        for config in CONFIGS:
-            try:
-                self.served[config.name] = load_champion(SETTINGS, config)
-            except NoChampionError as exc:
-                self.missing[config.name] = str(exc)
+        self.predictor = Predictor(SETTINGS, CONFIGS, OPTIONS, serving_metrics())
+        http.routes.state.predictor = self.predictor
+        self.predictor.start_watching()
 
-    def _model(self, dataset: str) -> ServedModel:
-        # 404, not 503: BentoML replaces every 5xx message with a generic one, and the client
-        # needs to read that this dataset has no deployed model yet.
-        if dataset not in self.served:
-            raise NotFound(self.missing.get(dataset, f"dataset {dataset!r} is not served"))
-        return self.served[dataset]
-
-    def _score(self, dataset: str, records: list[dict]) -> tuple[ServedModel, list[ScoredRecord]]:
-        model = self._model(dataset)
-        entity_ids = [r.pop("entity_id", None) for r in records]
-        scores = model.score(_frame(records))
-        return model, [
-            ScoredRecord(entity_id=e, score=float(s), label=int(s >= model.decision_threshold))
-            for e, s in zip(entity_ids, scores)
-        ]
+    @bentoml.on_shutdown
+    async def flush_prediction_log(self) -> None:
+        """Runs after the last in-flight request is answered: nothing answered is lost."""
+        await self.predictor.close()
 
     @bentoml.api(route="/predict")
-    def predict(self, request: PredictRequest, /) -> Prediction:
-        """Score one record: {"dataset": "churn", "record": {...feature columns...}}."""
-        model, (scored,) = self._score(request.dataset, [request.record.model_dump()])
-        return Prediction(
-            request_id=uuid.uuid4().hex, dataset=request.dataset, model_version=model.version,
-            threshold=model.decision_threshold, **scored.model_dump(),
-        )
+    async def predict(self, request: PredictRequest, /) -> schemas.Prediction:
+        """Score one record: {"dataset": "churn", "record": {...raw feature columns..., "entity_id": "..."}}."""
+        body = request.root
+        try:
+            (answer,) = await self.predictor.predict(body.dataset, [body.record.model_dump()],
+                                                     location=_location(body.dataset, "record"))
+        except (NotServedError, InvalidRecordError) as exc:
+            return _refusal(exc)
+        if answer.error:
+            return Response(http.error_body(f"the model could not score this record: {answer.error}"),
+                            status_code=500, media_type=JSON)
+        return _json(_prediction(body.dataset, answer))
 
     @bentoml.api(route="/predict_batch")
-    def predict_batch(self, request: BatchRequest, /) -> BatchPrediction:
-        """Score up to 1,000 records: {"dataset": "churn", "records": [{...}, ...]}."""
-        model, scored = self._score(request.dataset, [r.model_dump() for r in request.records])
-        return BatchPrediction(
-            request_id=uuid.uuid4().hex, dataset=request.dataset, model_version=model.version,
-            threshold=model.decision_threshold, predictions=scored,
-        )
+    async def predict_batch(self, request: BatchRequest, /) -> schemas.BatchPrediction:
+        """Score 1 to 1,000 records of one dataset, each routed and logged on its own."""
+        body = request.root
+        try:
+            answers = await self.predictor.predict(body.dataset, [r.model_dump() for r in body.records],
+                                                   location=_location(body.dataset, "records"))
+        except (NotServedError, InvalidRecordError) as exc:
+            return _refusal(exc)
+        experiment_id = next((a.experiment_id for a in answers if a.experiment_id), None)
+        return _json({"dataset": body.dataset, "experiment_id": experiment_id, "predictions": [
+            {"request_id": a.request_id, "entity_id": a.entity_id, "score": a.score, "label": a.label,
+             "threshold": a.threshold, "model_version": a.model_version, "variant": a.variant, "error": a.error}
+            for a in answers]})
 
-    @bentoml.api(route="/models")
-    def models(self) -> dict:
-        """Which model version serves each dataset, and which datasets have none."""
-        return {
-            "served": {name: {"model_version": m.version, "run_id": m.run_id, "threshold": m.decision_threshold}
-                       for name, m in self.served.items()},
-            "not_served": self.missing,
-        }
+    @bentoml.api(route="/feedback")
+    async def feedback(self, request: FeedbackRequest, /) -> schemas.FeedbackResult:
+        """Record the observed outcome of a request (by request_id) or of an entity (by entity_id)."""
+        body = request.root
+        try:
+            result = await self.predictor.feedback(body.dataset, float(body.outcome), body.request_id, body.entity_id)
+        except NotServedError as exc:
+            return _refusal(exc)
+        if result.matched == 0:
+            which = f"request_id {body.request_id!r}" if body.request_id else f"entity_id {body.entity_id!r}"
+            return Response(http.error_body(f"no prediction of dataset {body.dataset!r} has {which}"),
+                            status_code=404, media_type=JSON)
+        return _json({"dataset": body.dataset, "matched": result.matched, "updated": result.updated})
+
+    @bentoml.api(route="/admin/experiment/start")
+    async def start_experiment(self, request: schemas.StartExperiment, /) -> schemas.ExperimentState:
+        """Start an experiment or change the running one (admin token)."""
+        split = None if request.challenger_percent is None else (
+            f"{100 - request.challenger_percent:g}/{request.challenger_percent:g}")
+        try:
+            experiment = await self._admin(self.predictor.start_experiment, request.dataset, experiment_id=request.experiment_id,
+                                           mode=request.mode, split=split, champion=request.champion,
+                                           challenger=request.challenger, by="admin endpoint", note=request.note)
+        except (NotServedError, ExperimentError) as exc:
+            return _refusal(exc)
+        return Response(http.experiment_state(experiment).model_dump_json(), media_type=JSON)
+
+    @bentoml.api(route="/admin/experiment/stop")
+    async def stop_experiment(self, request: schemas.StopExperiment, /) -> schemas.ExperimentState:
+        """Stop the experiment: the champion answers everyone (admin token)."""
+        try:
+            experiment = await self._admin(self.predictor.stop_experiment, request.dataset, by="admin endpoint",
+                                           note=request.note)
+        except (NotServedError, ExperimentError) as exc:
+            return _refusal(exc)
+        return Response(http.experiment_state(experiment).model_dump_json(), media_type=JSON)
+
+    @bentoml.api(route="/admin/reload")
+    async def reload(self, request: schemas.ReloadRequest, /) -> schemas.DatasetModels:
+        """Re-read the registry aliases now; a moved alias is loaded in the background and swapped in (admin token)."""
+        try:
+            deployment = await self._admin(self.predictor.reload, request.dataset)
+        except NotServedError as exc:
+            return _refusal(exc)
+        return Response(http.dataset_models(deployment).model_dump_json(), media_type=JSON)
+
+    @staticmethod
+    async def _admin(call, *args, **kwargs):
+        """Admin changes touch the database and may load a model: off the event loop."""
+        return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
+
+
+# In this order, outermost first: size, then the admin token, then the media type.
+MLOpsPredictor.add_asgi_middleware(http.BodyLimit, max_bytes=OPTIONS.max_body_bytes)
+MLOpsPredictor.add_asgi_middleware(http.AdminToken, token=OPTIONS.admin_token)
+MLOpsPredictor.add_asgi_middleware(http.JsonOnly)

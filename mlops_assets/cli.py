@@ -104,12 +104,15 @@ def materialize(verbose: bool) -> None:
 def serve(host: str, port: int, workers: int) -> None:
     """Serve each dataset's champion model over HTTP (BentoML) until Ctrl-C."""
     from mlops_assets.config import load_dataset_configs
-    from mlops_assets.serving import check_servable, serve_command
+    from mlops_assets.serving import check_prediction_log, check_servable, serve_command, server_environment
 
     settings = _settings()
     served = check_servable(settings, load_dataset_configs(settings.configs))
-    click.echo(f"serving {', '.join(served)} on http://{host}:{port} (POST /predict, /predict_batch; docs at /)")
-    _exec(serve_command(host, port, workers), settings)
+    check_prediction_log(settings)
+    os.environ.update(server_environment(settings, workers))  # BentoML takes the worker count from the service
+    click.echo(f"serving {', '.join(served)} on http://{host}:{port} with {workers} worker(s) "
+               "(POST /predict, /predict_batch, /feedback; GET /models, /experiment; docs at /)")
+    _exec(serve_command(host, port), settings)
 
 
 @main.command()
@@ -125,6 +128,9 @@ def ui(port: int) -> None:
 def mlflow_ui(port: int) -> None:
     """The MLflow UI on this home's tracking database and artifacts."""
     settings = _settings()
+    from mlops_assets.training.commands import print_mlflow_link
+
+    print_mlflow_link(settings, port)
     _exec([_tool("mlflow"), "ui", "--backend-store-uri", settings.mlflow_tracking_uri,
            "--default-artifact-root", settings.mlflow_artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port)],
           settings)
@@ -132,6 +138,13 @@ def mlflow_ui(port: int) -> None:
 
 main.add_command(features_commands)
 main.add_command(promote)
+from mlops_assets.training import commands as training_commands  # noqa: E402
+
+main.add_command(training_commands.tune)
+main.add_command(training_commands.reproduce)
+main.add_command(training_commands.compare)
+main.add_command(training_commands.runs)
+main.add_command(training_commands.artifacts)
 main.add_command(monitor)
 
 from mlops_assets.governance import commands as governance_commands  # noqa: E402
@@ -141,6 +154,10 @@ main.add_command(governance_commands.reject)
 main.add_command(governance_commands.explain)
 main.add_command(governance_commands.lineage)
 main.add_command(governance_commands.governance)
+
+from mlops_assets.serving.commands import experiment  # noqa: E402
+
+main.add_command(experiment)
 
 if __name__ == "__main__":
     main()

@@ -102,7 +102,7 @@ class SplitConfig(_Strict):
 class ModelConfig(_Strict):
     family: Literal["hist_gradient_boosting", "logistic_regression", "random_forest"] = "hist_gradient_boosting"
     params: dict[str, Any] = Field(default_factory=dict)
-    decision_threshold: float | Literal["max_f1"] = Field(
+    decision_threshold: float | Literal["max_f1", "max_mcc"] = Field(
         default="max_f1", description="fixed probability cut-off, or chosen on the validation set"
     )
     seed: int = 0
@@ -128,6 +128,65 @@ class CostMatrix(_Strict):
     false_positive: float = 1.0
     false_negative: float = 1.0
     true_negative: float = 0.0
+class SearchParameter(_Strict):
+    """One tuned parameter: a numeric range (``low``/``high``, ``log``, ``step``) or a list of ``choices``.
+
+    Integers in ``low`` and ``high`` make an integer parameter. Which names exist is checked
+    against the model family by the training system (``training/search_space.py``).
+    """
+
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    step: int | float | None = Field(default=None, gt=0)
+    choices: list[str | int | float | bool | None] | None = None
+
+    @model_validator(mode="after")
+    def _a_range_or_choices(self) -> SearchParameter:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either choices or low/high, not both")
+            if not self.choices:
+                raise ValueError("choices is empty: list at least one value")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs both low and high (or give choices)")
+        if self.low > self.high:
+            raise ValueError(f"inverted range: low {self.low} is above high {self.high}")
+        if self.low == self.high:
+            raise ValueError(f"empty range: low and high are both {self.low}; fix the value in model.params instead")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        return self
+
+    @property
+    def kind(self) -> Literal["int", "float", "categorical"]:
+        if self.choices is not None:
+            return "categorical"
+        integral = isinstance(self.low, int) and isinstance(self.high, int) and not isinstance(self.step, float)
+        return "int" if integral else "float"
+
+
+class TuningConfig(_Strict):
+    """How the ``study`` asset searches ``search_space`` (Optuna: TPE sampler, pruning on intermediate scores)."""
+
+    n_trials: int = Field(default=20, ge=1, description="trials per study, all workers together")
+    timeout_seconds: float | None = Field(default=600, gt=0, description="stop starting trials after this long")
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = Field(
+        default="roc_auc", description="validation metric the study optimizes")
+    stages: int = Field(default=4, ge=1, le=50, description="intermediate scores per trial (pruning points)")
+    seed: int = Field(default=0, description="TPE seed; worker k of a study uses seed + k")
+
+
+class ComparisonConfig(_Strict):
+    """How two model versions are compared on the same test rows."""
+
+    significance_level: float = Field(default=0.05, gt=0, lt=0.5)
+    bootstrap_samples: int = Field(default=1000, ge=100, le=100_000)
+    seed: int = 0
 
 
 class DriftConfig(_Strict):
@@ -254,6 +313,65 @@ class GovernanceConfig(_Strict):
     explanations: ExplanationConfig = Field(default_factory=ExplanationConfig)
 
 
+ExperimentMetric = Literal["outcome", "brier", "log_loss", "accuracy"]
+ExperimentMode = Literal["single", "ab", "shadow"]
+
+
+class GuardrailConfig(_Strict):
+    """Limits the challenger must keep during an experiment; a breach decides for the champion."""
+
+    max_error_rate: float = Field(default=0.01, ge=0, le=1, description="share of the challenger's requests that failed")
+    max_p99_latency_ms: float | None = Field(default=None, gt=0, description="the challenger's 99th percentile latency")
+    metrics: list[ExperimentMetric] = Field(
+        default_factory=list, description="metrics that must not get significantly worse (confidence sequence)"
+    )
+
+
+class ExperimentConfig(_Strict):
+    """A champion/challenger experiment on the service, declared with its dataset (docs/ab-testing.md).
+
+    The service starts in this state; ``mlops experiment start|stop`` and the admin endpoint
+    change it at run time. Variants are registry aliases, so moving an alias changes the model
+    a variant serves without touching the experiment.
+    """
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="seeds the assignment hash: a new id reshuffles")
+    mode: ExperimentMode = "ab"
+    champion: str = Field(default="champion", description="registry alias of the control")
+    challenger: str = Field(default="challenger", description="registry alias of the treatment")
+    split: str = Field(default="90/10", description="champion/challenger traffic in percent, e.g. 90/10")
+    primary_metric: ExperimentMetric = "outcome"
+    outcome_goal: Literal["increase", "decrease"] = Field(
+        default="increase", description="whether a higher outcome (from /feedback) is better"
+    )
+    covariate: str | None = Field(default=None, description="numeric raw feature used for CUPED variance reduction")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    min_units: int = Field(default=100, ge=2, description="units with an outcome per variant before any verdict")
+    guardrails: GuardrailConfig = Field(default_factory=GuardrailConfig)
+
+    @field_validator("split")
+    @classmethod
+    def _two_shares(cls, split: str) -> str:
+        split_share(split)
+        return split
+
+    @property
+    def challenger_share(self) -> float:
+        return split_share(self.split)
+
+
+def split_share(split: str) -> float:
+    """The challenger's share of traffic from "champion/challenger" percentages ("90/10" -> 0.1)."""
+    parts = split.split("/")
+    try:
+        champion, challenger = (float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"split {split!r} must be two percentages, champion/challenger, e.g. 90/10") from None
+    if champion < 0 or challenger < 0 or abs(champion + challenger - 100) > 1e-9:
+        raise ValueError(f"split {split!r}: the two percentages must be >= 0 and add up to 100")
+    return challenger / 100
+
+
 class DatasetConfig(_Strict):
     name: str
     description: str = ""
@@ -272,13 +390,16 @@ class DatasetConfig(_Strict):
         default_factory=dict, description="name -> arithmetic expression over raw columns"
     )
     model: ModelConfig = Field(default_factory=ModelConfig)
-    search_space: dict[str, Any] = Field(default_factory=dict)
+    search_space: dict[str, SearchParameter] = Field(default_factory=dict)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
+    comparison: ComparisonConfig = Field(default_factory=ComparisonConfig)
     gates: dict[str, float] = Field(default_factory=dict)
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     feature_store: FeatureStoreConfig = Field(default_factory=FeatureStoreConfig)
     governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
+    experiment: ExperimentConfig | None = None
     path: Path | None = Field(default=None, exclude=True, description="the YAML file this came from")
 
     @field_validator("name")
@@ -343,6 +464,12 @@ class DatasetConfig(_Strict):
         listed = target.values is None or positive in target.values or str(positive) in map(str, target.values)
         if not listed:
             raise ValueError(f"positive_class {positive!r} is not one of the target's values {target.values}")
+    @model_validator(mode="after")
+    def _experiment_covariate_is_a_numeric_feature(self) -> DatasetConfig:
+        covariate = self.experiment.covariate if self.experiment else None
+        if covariate is not None and (covariate not in self.features or self.columns[covariate].type not in NUMERIC_TYPES):
+            raise ValueError(f"experiment.covariate {covariate!r} must be a numeric column listed under features")
+        return self
 
     # Roles the rest of the platform asks for -----------------------------------------------
     @property

@@ -10,6 +10,7 @@ URI and Dagster storage from it: MLflow left to itself follows the current direc
 | ``MLOPS_HOME`` | ``./.mlops`` | root of all local state |
 | ``MLOPS_CONFIGS`` | ``<project>/configs`` | a dataset config file or a folder of them |
 | ``MLFLOW_TRACKING_URI`` | ``sqlite:///$MLOPS_HOME/mlflow/mlflow.db`` | MLflow tracking and registry |
+| ``MLOPS_OPTUNA_STORAGE`` | ``sqlite:///$MLOPS_HOME/optuna/optuna.db`` | Optuna studies (its own database, never MLflow's) |
 | ``MLOPS_MLFLOW_EXPERIMENT`` | ``mlops-assets`` | experiment that holds the Dagster runs |
 | ``MLOPS_MLFLOW_UI`` | ``http://127.0.0.1:5000`` | base of the run links shown in Dagster |
 | ``DAGSTER_HOME`` | the project root | folder holding the ``dagster.yaml`` to use |
@@ -18,6 +19,12 @@ URI and Dagster storage from it: MLflow left to itself follows the current direc
 | ``MLOPS_ONLINE_STORE`` | SQLite ``$MLOPS_HOME/feature_store/online.db`` | online feature store: ``redis://host:port/db[?prefix=...]`` or ``sqlite:///path`` |
 | ``MLOPS_ONLINE_PREFIX`` | ``mlops:`` | key prefix in a shared Redis (the URL's ``?prefix=`` wins) |
 | ``MLOPS_APPROVALS_DB`` | ``sqlite:///$MLOPS_HOME/governance/approvals.db`` | approval ledger (read in ``governance/ledger.py``) |
+| ``MLOPS_PREDICTION_LOG_URL`` | ``sqlite:///$MLOPS_HOME/serving/prediction_log.db`` | the prediction log and experiment state (SQLAlchemy URL; ``postgresql://...`` in production) |
+| ``MLOPS_ADMIN_TOKEN`` | unset (admin endpoints refuse everyone) | bearer token of the service's admin endpoints |
+| ``MLOPS_SERVE_WORKERS`` | ``1`` | service worker processes (``mlops serve --workers`` sets it) |
+| ``MLOPS_MAX_BODY_BYTES`` | ``1048576`` | larger request bodies are answered 413 |
+| ``MLOPS_RELOAD_INTERVAL_S`` | ``10`` | how often each worker asks the registry whether an alias moved |
+| ``MLOPS_LOG_FLUSH_INTERVAL_S`` | ``0.2`` | how long a prediction waits, at most, to be written to the log |
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: Every variable that points a process at a platform home (see the table above).
 HOME_VARIABLES = ("MLOPS_HOME", "MLOPS_CONFIGS", "MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_EXPERIMENT", "MLOPS_MLFLOW_UI",
                   "DAGSTER_HOME", "MLOPS_DAGSTER_STORAGE", "BENTOML_HOME", "MLOPS_DAGSTER_PG_URL",
-                  "MLOPS_APPROVALS_DB")
+                  "MLOPS_OPTUNA_STORAGE", "MLOPS_APPROVALS_DB", "MLOPS_PREDICTION_LOG_URL")
 
 
 @dataclass(frozen=True)
@@ -43,9 +50,11 @@ class Settings:
     home: Path
     configs: Path
     mlflow_tracking_uri: str
+    optuna_storage: str
     mlflow_experiment: str
     mlflow_ui: str
     dagster_home: Path
+    prediction_log_url: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -56,9 +65,12 @@ class Settings:
             home=home,
             configs=configs,
             mlflow_tracking_uri=tracking,
+            optuna_storage=os.environ.get("MLOPS_OPTUNA_STORAGE") or f"sqlite:///{home / 'optuna' / 'optuna.db'}",
             mlflow_experiment=os.environ.get("MLOPS_MLFLOW_EXPERIMENT", "mlops-assets"),
             mlflow_ui=os.environ.get("MLOPS_MLFLOW_UI", "http://127.0.0.1:5000").rstrip("/"),
             dagster_home=Path(os.environ.get("DAGSTER_HOME", PROJECT_ROOT)).expanduser().resolve(),
+            prediction_log_url=os.environ.get("MLOPS_PREDICTION_LOG_URL")
+            or f"sqlite:///{home / 'serving' / 'prediction_log.db'}",
         )
 
     @property
@@ -89,11 +101,13 @@ class Settings:
             "MLOPS_HOME": str(self.home),
             "MLOPS_CONFIGS": str(self.configs),
             "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+            "MLOPS_OPTUNA_STORAGE": self.optuna_storage,
             "MLOPS_MLFLOW_EXPERIMENT": self.mlflow_experiment,
             "MLOPS_MLFLOW_UI": self.mlflow_ui,
             "DAGSTER_HOME": str(self.dagster_home),
             "MLOPS_DAGSTER_STORAGE": str(self.dagster_storage),
             "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(self.home / "bentoml")),
+            "MLOPS_PREDICTION_LOG_URL": self.prediction_log_url,
         }
 
     def export(self) -> None:

@@ -29,6 +29,7 @@ def churn_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config["source"]["rows"] = 6000
     config["drift"]["current_rows"] = 2000
     config["model"]["params"]["max_iter"] = 60
+    config["tuning"]["n_trials"] = 3
     (folder / "churn.yaml").write_text(yaml.safe_dump(config))
     shutil.copy(PROJECT_ROOT / "configs" / "churn.card.md", folder)  # the reviewed human sections of its model card
     return folder
@@ -53,3 +54,11 @@ def in_home(materialized_churn):
     settings, summary = materialized_churn
     with use_home(settings.home, settings.configs) as entered:
         yield entered, summary
+
+
+@pytest.fixture(scope="session")
+def serving_home(tmp_path_factory: pytest.TempPathFactory, churn_config_dir: Path):
+    """A registry of the serving tests' own (they move aliases): see tests/serving_support.py."""
+    from tests.serving_support import make_serving_home
+
+    yield from make_serving_home(tmp_path_factory, churn_config_dir)

@@ -65,13 +65,14 @@ def test_dagster_ui_loads_the_code_location_and_shows_materialized_assets(in_hom
     assert entry["name"] == "mlops_assets"
     assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
     nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
-    assert len(nodes) == 13  # 12 assets and the external approvals ledger
+    assert len(nodes) == 16  # 14 assets, the external approvals ledger and the external prediction log
     groups = {n["groupName"] for n in nodes.values()}
-    assert groups == {"features", "training", "pipeline", "governance", "monitoring"}
+    assert groups == {"features", "training", "pipeline", "governance", "monitoring", "serving"}
     model = nodes["churn/model"]
     assert model["assetMaterializations"][0]["runId"] == summary.run_id
     labels = {e["label"] for e in model["assetMaterializations"][0]["metadataEntries"]}
-    assert {"mlflow_run", "model_version", "mlflow_run_id"} <= labels
+    # The model is logged, not yet a version: the version exists once the evaluation is done.
+    assert {"mlflow_run", "mlflow_run_id", "model_uri"} <= labels and "model_version" not in labels
     # The quality gates are blocking checks on the evaluation, green for this run.
     checks = nodes["churn/evaluation"]["assetChecksOrError"]["checks"]
     assert {(c["name"], c["blocking"], c["executionForLatestMaterialization"]["status"]) for c in checks} == {

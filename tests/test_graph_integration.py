@@ -17,8 +17,8 @@ from mlops_assets.training.registry import CHAMPION, load_champion
 pytestmark = pytest.mark.slow
 
 ASSETS = ["raw_rows", "usage_features", "billing_features", "online_features", "feature_catalog", "training_set",
-          "model", "evaluation", "champion", "explanations", "model_card", "drift_report"]
-SYSTEM_GROUPS = {"features", "training", "pipeline", "governance", "monitoring"}
+          "study", "model", "evaluation", "champion", "explanations", "model_card", "drift_report", "ab_test_report"]
+SYSTEM_GROUPS = {"features", "training", "pipeline", "governance", "monitoring", "serving"}
 
 
 def latest_metadata(key: list[str]) -> dict:

@@ -117,8 +117,8 @@ def test_health_readiness_and_metrics_endpoints_answer(server):
     metrics = httpx.get(f"{running.url}/metrics", timeout=10)
     assert metrics.status_code == 200
     assert "bentoml_service_request_total" in metrics.text
-    served = post(server, "/models", {}).json()
-    assert served["served"]["churn"]["model_version"] == "1"
+    served = httpx.get(f"{running.url}/models", timeout=10).json()
+    assert served["datasets"]["churn"]["champion"]["version"] == "1"
 
 
 def test_serving_without_a_champion_fails_fast_with_a_message(tmp_path, churn_config_dir):
@@ -140,9 +140,9 @@ def test_a_dataset_without_a_champion_is_listed_and_answered_404_while_others_se
     shutil.copy(settings.configs / "churn.yaml", configs / "churn.yaml")
     with use_home(settings.home, configs) as entered:
         with running_server(entered, load_dataset_configs(entered.configs)) as running:
-            served = httpx.post(f"{running.url}/models", json={}, timeout=30).json()
-            assert list(served["served"]) == ["churn"]
-            assert "materialize" in served["not_served"]["loans"]
+            served = httpx.get(f"{running.url}/models", timeout=30).json()["datasets"]
+            assert served["churn"]["champion"]["version"] == "1"
+            assert served["loans"]["champion"] is None and "materialize" in served["loans"]["problem"]
             record = {"income": 52000.0, "debt_ratio": 0.3, "years_employed": 4,
                       "employment_type": "salaried", "purpose": "car"}
             assert set(record) == set(LOANS_CONFIG["features"])

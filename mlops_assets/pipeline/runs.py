@@ -146,7 +146,7 @@ def run_main_job(settings: Settings, instance: dg.DagsterInstance | None = None,
     checks: dict[dg.AssetKey, dict[str, bool]] = {}
     for evaluation in evaluations:
         checks.setdefault(evaluation.asset_key, {})[evaluation.check_name] = evaluation.passed
-    # Materializable assets only: external ones (the approval ledger) are written outside runs.
+    # Materializable assets only: external ones (the approval ledger, the prediction log) are written outside runs.
     keys = sorted(definitions.resolve_asset_graph().materializable_asset_keys, key=lambda k: k.to_user_string())
     outcomes = [StepOutcome(k.to_user_string(), k in materialized, checks.get(k, {})) for k in keys]
     failures = {event.step_key: _failure_message(event, evaluations) for event in result.get_step_failure_events()}

@@ -24,7 +24,12 @@ from mlops_assets.config import DatasetConfig
 @dataclass(frozen=True)
 class ModelFamily:
     build: Callable[[DatasetConfig], Pipeline]
+    estimator: type
     skops_trusted_types: tuple[str, ...]
+    #: The estimator parameter that grows with ``warm_start`` (boosting iterations, trees): a trial
+    #: trains in stages along it and reports a validation score after each, so a pruner can stop it.
+    #: None: the family trains in one go and reports once.
+    staged_param: str | None = None
 
 
 def _ordinal_categories() -> OrdinalEncoder:
@@ -72,17 +77,27 @@ def _random_forest(config: DatasetConfig) -> Pipeline:
 FAMILIES: dict[str, ModelFamily] = {
     "hist_gradient_boosting": ModelFamily(
         _hist_gradient_boosting,
+        HistGradientBoostingClassifier,
         (
             "functools.partial",
             "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
             "sklearn.utils.validation.check_array",
         ),
+        staged_param="max_iter",
     ),
-    "logistic_regression": ModelFamily(_logistic_regression, ("numpy.dtype",)),
-    "random_forest": ModelFamily(_random_forest, ("numpy.dtype", "sklearn.tree._tree.Tree")),
+    "logistic_regression": ModelFamily(_logistic_regression, LogisticRegression, ("numpy.dtype",)),
+    "random_forest": ModelFamily(_random_forest, RandomForestClassifier, ("numpy.dtype", "sklearn.tree._tree.Tree"), staged_param="n_estimators"),
 }
 
 
-def build_pipeline(config: DatasetConfig) -> Pipeline:
-    """An unfitted pipeline for the config's model family and parameters."""
+def build_pipeline(config: DatasetConfig, params: dict[str, Any] | None = None) -> Pipeline:
+    """An unfitted pipeline for the config's model family, its parameters overridden by ``params``."""
+    if params:
+        model = config.model.model_copy(update={"params": {**config.model.params, **params}})
+        config = config.model_copy(update={"model": model})
     return FAMILIES[config.model.family].build(config)
+
+
+def estimator_parameters(family: str) -> set[str]:
+    """Parameter names the family's estimator accepts (what a search space may tune)."""
+    return set(FAMILIES[family].estimator().get_params(deep=False))

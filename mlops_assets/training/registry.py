@@ -7,7 +7,7 @@ target) and every version carries tags saying what it was built from.
 
 from __future__ import annotations
 
-import subprocess
+import time
 from dataclasses import dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
@@ -25,12 +26,26 @@ from mlops_assets.config import DatasetConfig
 from mlops_assets.errors import PlatformError
 from mlops_assets.features.engineering import derive_features
 from mlops_assets.pipeline.gates import GATES_PASSED_TAG, failed_gates_in_tags
-from mlops_assets.settings import PROJECT_ROOT, Settings
+from mlops_assets.settings import Settings
+from mlops_assets.training.artifacts import canonicalize_logged_model
 from mlops_assets.training.model_families import FAMILIES
+from mlops_assets.training.tracking import (
+    EXPERIMENT_KIND_TAG,
+    MODEL_TRAINING_KIND,
+    describe_experiment,
+    speed_up_sqlite,
+)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS = "previous"
+
+EXPERIMENT_DESCRIPTION = (
+    "Runs of the mlops-assets platform. Each Dagster run that trains is a parent run; nested under it, "
+    "per dataset: the Optuna **study** (one nested run per trial) and the **model** run (parameters, "
+    "validation and test metrics, environment, datasets, model card, the model). Registered models are "
+    "named `<dataset>_model`; aliases `champion`, `challenger`, `previous` carry deployment state."
+)
 
 # Passing requirements explicitly saves ~2.4 s of inference per log_model call.
 _MODEL_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "scipy", "skops")
@@ -48,24 +63,23 @@ def ensure_experiment(settings: Settings) -> str:
     """The experiment id, created with its artifacts under MLOPS_HOME (not ./mlruns)."""
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     tracking = client(settings)
+    speed_up_sqlite(tracking)
     experiment = tracking.get_experiment_by_name(settings.mlflow_experiment)
     if experiment is not None:
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING_KIND:
+            describe_experiment(tracking, experiment.experiment_id, EXPERIMENT_DESCRIPTION)
         return experiment.experiment_id
     settings.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
-    return tracking.create_experiment(
-        settings.mlflow_experiment, artifact_location=settings.mlflow_artifacts.as_uri()
-    )
-
-
-def git_commit() -> str:
-    """The project's commit, or "unknown" outside a git checkout."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5
+        experiment_id = tracking.create_experiment(
+            settings.mlflow_experiment, artifact_location=settings.mlflow_artifacts.as_uri()
         )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except MlflowException as exc:  # another worker created it first
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return tracking.get_experiment_by_name(settings.mlflow_experiment).experiment_id
+    describe_experiment(tracking, experiment_id, EXPERIMENT_DESCRIPTION)
+    return experiment_id
 
 
 @dataclass(frozen=True)
@@ -78,14 +92,20 @@ class RegisteredModel:
     decision_threshold: float
 
 
-def log_and_register(
-    settings: Settings,
-    pipeline: Pipeline,
-    config: DatasetConfig,
-    example: pd.DataFrame,
-    tags: dict[str, str],
-) -> RegisteredModel:
-    """Log the fitted pipeline in the active run and register it as a new version."""
+@dataclass(frozen=True)
+class LoggedModel:
+    """What the ``model`` asset hands to ``evaluation``: a logged model, not yet a registered version."""
+
+    name: str  # the registered model it will become a version of
+    run_id: str
+    model_uri: str
+    decision_threshold: float
+    version_tags: dict[str, str]
+    threshold_warning: str | None = None
+
+
+def log_model(pipeline: Pipeline, config: DatasetConfig, example: pd.DataFrame) -> ModelInfo:
+    """Log the fitted pipeline in the active run, with signature and input example; not registered."""
     # Integer columns are declared as doubles: a missing value at inference time arrives as NaN,
     # which an integer schema would refuse. MLflow upcasts integers to doubles on the way in.
     sample = example[config.model_features].head(5)
@@ -95,24 +115,43 @@ def log_and_register(
     info = mlflow.sklearn.log_model(
         pipeline,
         name="model",
-        registered_model_name=config.registered_model_name,
         signature=signature,
         input_example=sample,
         pip_requirements=[f"{p}=={installed_version(p)}" for p in _MODEL_REQUIREMENTS],
         skops_trusted_types=list(FAMILIES[config.model.family].skops_trusted_types),
         pyfunc_predict_fn="predict_proba",
     )
-    version = str(info.registered_model_version)
+    # The same model gets the same bytes, so retraining on unchanged data stores it once (artifacts.py).
+    canonicalize_logged_model(mlflow.get_logged_model(info.model_id).artifact_location)
+    return info
+
+
+def register_version(settings: Settings, config: DatasetConfig, model_uri: str, run_id: str,
+                     decision_threshold: float, tags: dict[str, str], description: str) -> RegisteredModel:
+    """A new version of the dataset's registered model, with its tags and description set in one go."""
     tracking = client(settings)
-    for key, value in tags.items():
-        tracking.set_model_version_tag(config.registered_model_name, version, key, str(value))
-    run_id = mlflow.active_run().info.run_id
-    return RegisteredModel(
-        name=config.registered_model_name,
-        version=version,
-        run_id=run_id,
-        decision_threshold=float(tags["decision_threshold"]),
+    try:
+        tracking.get_registered_model(config.registered_model_name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        tracking.create_registered_model(
+            config.registered_model_name,
+            tags={"dataset": config.name},
+            description=f"Model of the `{config.name}` dataset ({config.model.family}). {config.description}".strip(),
+        )
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    version = tracking.create_model_version(
+        config.registered_model_name, model_uri, run_id=run_id,
+        tags={k: str(v) for k, v in tags.items()}, description=description, model_id=model_id,
     )
+    return RegisteredModel(name=config.registered_model_name, version=str(version.version), run_id=run_id,
+                           decision_threshold=decision_threshold)
+
+
+def load_logged(settings: Settings, model_uri: str) -> Pipeline:
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    return mlflow.sklearn.load_model(model_uri)
 
 
 def alias_version(settings: Settings, config: DatasetConfig, alias: str) -> str | None:
@@ -204,10 +243,17 @@ def load_champion(settings: Settings, config: DatasetConfig) -> ServedModel:
     return load_version(settings, config, version)
 
 
-def log_evaluation(settings: Settings, run_id: str, metrics: dict[str, float], files: list[Path]) -> None:
-    """Attach holdout metrics and plots to the run that trained the model, even after it ended."""
+def log_evaluation(settings: Settings, run_id: str, model_uri: str, metrics: dict[str, float],
+                   files: list[Path], dataset: tuple[str, str] | None = None) -> None:
+    """Attach holdout metrics (to the run and to its logged model) and plots to the run that trained it."""
+    from mlflow.entities import Metric
+
     tracking = client(settings)
-    for key, value in metrics.items():
-        tracking.log_metric(run_id, f"test_{key}", value)
+    now = int(time.time() * 1000)
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    name, digest = dataset or (None, None)
+    tracking.log_batch(run_id, metrics=[
+        Metric(f"test_{key}", float(value), now, 0, model_id=model_id, dataset_name=name, dataset_digest=digest)
+        for key, value in metrics.items()])
     for path in files:
         tracking.log_artifact(run_id, str(path), artifact_path="evaluation")

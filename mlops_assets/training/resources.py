@@ -22,6 +22,7 @@ from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
 
 from mlops_assets.settings import Settings
 from mlops_assets.training.registry import ensure_experiment
+from mlops_assets.training.tracking import DESCRIPTION_TAG, now_label
 
 
 @dg.resource(config_schema=CONFIG_SCHEMA, description="MLflow run for this Dagster run (dagster-mlflow).")
@@ -30,6 +31,14 @@ def mlflow_tracking_in_home(context: dg.InitResourceContext) -> Iterator[MlFlow]
     ensure_experiment(settings)
     tracking = MlFlow(context)
     run_id = mlflow.active_run().info.run_id  # MlFlow leaves its mlflow_run_id None for a new run
+    # dagster-mlflow names the run after the job (`__ASSET_JOB`, `mlops_main`): say what and when as well.
+    job = context.dagster_run.job_name if context.dagster_run else "dagster"
+    job = "asset materialization" if job.startswith("__ASSET_JOB") else job
+    dagster_run_id = context.dagster_run.run_id if context.dagster_run else "?"
+    mlflow.set_tags({"mlflow.runName": f"{job} {now_label()} (dagster {dagster_run_id[:8]})",
+                     DESCRIPTION_TAG: f"Dagster run of job `{job}`. Nested: each dataset's "
+                                      "study (with its trials) and model run; the headline test metrics of each "
+                                      "dataset evaluated in this run are logged here."})
     try:
         yield tracking
     finally:

@@ -3,6 +3,10 @@
 The CLI and the tests both go through here, so they start the server the same way:
 on 127.0.0.1 (``bentoml serve`` would otherwise listen on every interface), with the
 platform home in its environment and one OpenMP thread per worker.
+
+The worker count travels in ``MLOPS_SERVE_WORKERS``: BentoML 1.4 takes a service's
+worker count from the service's own configuration (``@bentoml.service(workers=...)``)
+and silently ignores ``bentoml serve --api-workers``, so the service reads the variable.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from mlops_assets.settings import PROJECT_ROOT, Settings
 from mlops_assets.training.registry import CHAMPION, alias_version, no_champion_reason
 
 SERVICE = "bento.service:MLOpsPredictor"
+WORKERS_VARIABLE = "MLOPS_SERVE_WORKERS"
 
 
 class ServerError(PlatformError, RuntimeError):
@@ -48,14 +53,32 @@ def check_servable(settings: Settings, configs: list[DatasetConfig]) -> list[str
     return ready
 
 
-def serve_command(host: str, port: int, workers: int) -> list[str]:
+def check_prediction_log(settings: Settings) -> None:
+    """Fail fast when the prediction log database cannot be opened: every worker would fail at start."""
+    import sqlalchemy as sa
+
+    from mlops_assets.serving.prediction_log import connect
+
+    try:
+        connect(settings.prediction_log_url).dispose()
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
+        url = sa.engine.make_url(settings.prediction_log_url).render_as_string(hide_password=True)
+        reason = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
+        raise ServerError(f"the prediction log database {url} cannot be used ({reason}); "
+                          "fix MLOPS_PREDICTION_LOG_URL or the database") from exc
+
+
+def serve_command(host: str, port: int) -> list[str]:
+    """``bentoml serve`` for our service; the worker count is in the environment (``server_environment``)."""
     bentoml = Path(sys.executable).with_name("bentoml")
-    return [str(bentoml), "serve", SERVICE, "--working-dir", str(PROJECT_ROOT),
-            "--host", host, "--port", str(port), "--api-workers", str(workers)]
+    return [str(bentoml), "serve", SERVICE, "--working-dir", str(PROJECT_ROOT), "--host", host, "--port", str(port)]
 
 
-def server_environment(settings: Settings) -> dict[str, str]:
-    return {**os.environ, **settings.environ(), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+def server_environment(settings: Settings, workers: int = 1) -> dict[str, str]:
+    if workers < 1:
+        raise ServerError(f"--workers must be at least 1, got {workers}")
+    return {**os.environ, **settings.environ(), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+            WORKERS_VARIABLE: str(workers)}
 
 
 @dataclass
@@ -110,12 +133,13 @@ def running_server(settings: Settings, configs: list[DatasetConfig], port: int |
     """A ready server for the duration of the block, stopped afterwards whatever happens."""
     settings.export()
     check_servable(settings, configs)
+    check_prediction_log(settings)
     port = port or free_port()
     log_path = settings.home / "logs" / f"bentoml-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            serve_command("127.0.0.1", port, workers), cwd=PROJECT_ROOT, env=server_environment(settings),
+            serve_command("127.0.0.1", port), cwd=PROJECT_ROOT, env=server_environment(settings, workers),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     server = RunningServer(f"http://127.0.0.1:{port}", process, log_path)

@@ -1,0 +1,265 @@
+"""The service's own API document (OpenAPI 3.1) and the page at ``/`` that shows it.
+
+BentoML's generated document names internal classes (``...RequestIODescriptor``),
+documents ``detail`` as a string where it is a list, has no GET routes and no
+examples, and its page is BentoML's README. This one is built from the same pydantic
+types the service validates with (``bento/schemas.py``), so it describes exactly what
+the service accepts and answers; schemathesis checks that in ``tests/test_serving_fuzz.py``.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from bento import schemas
+from mlops_assets.config import DatasetConfig
+
+TITLE = "mlops-assets prediction service"
+REF = "#/components/schemas/{model}"
+
+ERROR_EXAMPLES = {
+    400: {"error": "1 validation error for PredictRequest", "detail": [
+        {"type": "literal_error", "loc": ["record", "contract_type"],
+         "msg": "Input should be 'month_to_month', 'one_year' or 'two_year'",
+         "url": "https://errors.pydantic.dev/2.14/v/literal_error"}]},
+    401: {"error": "admin endpoints need 'Authorization: Bearer <MLOPS_ADMIN_TOKEN>'", "detail": []},
+    404: {"error": "dataset 'loans' has no 'champion' model in sqlite:///...: materialize its graph first", "detail": []},
+    409: {"error": "dataset 'churn' has no running experiment to stop", "detail": []},
+    413: {"error": "request body of 5242880 bytes is over the limit of 1048576 (MLOPS_MAX_BODY_BYTES)", "detail": []},
+    415: {"error": "send the body as application/json, not 'multipart/form-data'", "detail": []},
+    500: {"error": "the model could not score this record: ValueError: ...", "detail": []},
+}
+ERROR_MEANINGS = {
+    400: "The body (or a query parameter) does not match the schema; `detail` names each offending field.",
+    401: "Missing or wrong bearer token (admin endpoints only). Nothing was changed.",
+    404: "The dataset is not served, or no prediction matches the id.",
+    409: "The change conflicts with the experiment's state. Nothing was changed.",
+    413: "The body is larger than MLOPS_MAX_BODY_BYTES (1 MB by default).",
+    415: "The body is declared as something other than application/json.",
+    500: "The model raised on this record; the service keeps serving the others.",
+}
+
+
+def package_version() -> str:
+    try:
+        return version("mlops-assets")
+    except PackageNotFoundError:  # running from a Bento without the package metadata
+        return "0+unknown"
+
+
+def description(configs: list[DatasetConfig]) -> str:
+    datasets = "\n".join(f"- **{c.name}**: {c.description.strip() or 'no description'} "
+                         f"(model `{c.registered_model_name}`, entity id `{c.entity_column}`)" for c in configs)
+    return f"""Scores records with each dataset's **champion** model from the MLflow registry, routes a
+share of traffic to a **challenger** when an experiment runs (A/B by a sticky hash of the
+entity id, or shadow), logs every answer to the prediction log and takes outcomes back on
+`POST /feedback`. Every answer names the model version and variant that made it.
+
+Datasets served:
+
+{datasets}
+
+**Types are strict JSON**: numbers are JSON numbers (`"804"` is refused), booleans are
+`true`/`false`. Unknown fields are refused. Free-text columns only take values the
+champion saw in training.
+
+**Admin endpoints** (`/admin/...`) need `Authorization: Bearer <MLOPS_ADMIN_TOKEN>`;
+prediction endpoints are open: put them behind your gateway's authentication
+(docs/serving.md, "Security").
+
+Experiments, statistics and the Dagster report: docs/ab-testing.md."""
+
+
+def _example_request(config: DatasetConfig, record: dict | None) -> dict:
+    example = dict(record) if record is not None else synthetic_record(config)
+    return {"dataset": config.name, "record": {**example, "entity_id": "example-1"}}
+
+
+def synthetic_record(config: DatasetConfig) -> dict:
+    """A record that satisfies the config's types and bounds, for datasets whose version logged no example."""
+    record: dict[str, Any] = {}
+    for name in config.features:
+        if name in config.derived_features:
+            continue
+        spec = config.columns[name]
+        if spec.values:
+            record[name] = str(spec.values[0])
+        elif spec.type in ("integer", "float"):
+            low = spec.min if spec.min is not None else 0
+            high = spec.max if spec.max is not None else low + 10
+            middle = (low + high) / 2
+            record[name] = int(middle) if spec.type == "integer" else round(middle, 2)
+        elif spec.type == "boolean":
+            record[name] = False
+        else:
+            record[name] = None if spec.nullable else "unknown"
+    return record
+
+
+def _error_responses(*codes: int) -> dict:
+    return {str(code): {"description": ERROR_MEANINGS[code], "content": {"application/json": {
+        "schema": {"$ref": REF.format(model="ErrorResponse")}, "example": ERROR_EXAMPLES[code]}}} for code in codes}
+
+
+def _ok(model: str, text: str, example: Any = None) -> dict:
+    content: dict[str, Any] = {"schema": {"$ref": REF.format(model=model)}}
+    if example is not None:
+        content["example"] = example
+    return {"200": {"description": text, "content": {"application/json": content}}}
+
+
+def _body(model: str, examples: dict[str, Any] | None = None) -> dict:
+    content: dict[str, Any] = {"schema": {"$ref": REF.format(model=model)}}
+    if examples:
+        content["examples"] = {name: {"summary": name, "value": value} for name, value in examples.items()}
+    return {"required": True, "content": {"application/json": content}}
+
+
+def _plain(text: str, extra: dict | None = None) -> dict:
+    return {"responses": {"200": {"description": text, "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          **(extra or {})}, "tags": ["operations"]}
+
+
+def build_document(configs: list[DatasetConfig], examples: dict[str, dict | None],
+                   learned: dict[str, dict[str, list[str]]]) -> dict:
+    """The OpenAPI document for these datasets; ``examples`` and ``learned`` come from the loaded champions."""
+    types = schemas.request_types(configs, learned)
+    models: list[tuple[type[BaseModel], str]] = [
+        (types["predict"], "validation"), (types["batch"], "validation"), (types["feedback"], "validation"),
+        (schemas.StartExperiment, "validation"), (schemas.StopExperiment, "validation"),
+        (schemas.ReloadRequest, "validation"),
+        (schemas.Prediction, "serialization"), (schemas.BatchPrediction, "serialization"),
+        (schemas.FeedbackResult, "serialization"), (schemas.ErrorResponse, "serialization"),
+        (schemas.ModelsResponse, "serialization"), (schemas.ExperimentReport, "serialization"),
+        (schemas.ExperimentState, "serialization"), (schemas.DatasetModels, "serialization"),
+    ]
+    _, definitions = models_json_schema(models, ref_template=REF)
+    components = definitions["$defs"]
+
+    predict_examples = {c.name: _example_request(c, examples.get(c.name)) for c in configs}
+    batch_examples = {c.name: {"dataset": c.name, "records": [p["record"]]} for c, p in
+                      ((c, predict_examples[c.name]) for c in configs)}
+    first = configs[0]
+    feedback_examples = {
+        "by request id": {"dataset": first.name, "request_id": "7ae5bb2709d741c9be7597ee2c1b3ac1", "outcome": 1},
+        "by entity id": {"dataset": first.name, "entity_id": "C0020000", "outcome": True},
+    }
+    dataset_parameter = {
+        "name": "dataset", "in": "query", "required": len(configs) > 1,
+        "description": "the dataset" + ("" if len(configs) > 1 else f" (default: {first.name})"),
+        "schema": {"type": "string", "enum": [c.name for c in configs]},
+    }
+    admin = {"security": [{"adminToken": []}], "tags": ["admin"]}
+    paths = {
+        "/predict": {"post": {
+            "operationId": "predict", "tags": ["predictions"], "summary": "Score one record",
+            "description": "Routes the record (experiment split by `entity_id`), scores it, logs it and answers.",
+            "requestBody": _body("PredictRequest", predict_examples),
+            "responses": {**_ok("Prediction", "The score, the decision and who made it.", {
+                "request_id": "7ae5bb2709d741c9be7597ee2c1b3ac1", "dataset": first.name, "entity_id": "example-1",
+                "score": 0.566, "label": 1, "threshold": 0.284, "model_version": "1", "variant": "champion",
+                "experiment_id": first.experiment.id if first.experiment else None}),
+                          **_error_responses(400, 404, 413, 415, 500)}}},
+        "/predict_batch": {"post": {
+            "operationId": "predict_batch", "tags": ["predictions"], "summary": f"Score 1 to {schemas.MAX_BATCH} records",
+            "description": "Each record is routed and logged on its own (its own request_id). A record the model "
+                           "fails on gets `error` and a null score; the others are answered.",
+            "requestBody": _body("BatchRequest", batch_examples),
+            "responses": {**_ok("BatchPrediction", "One prediction per record, in order."),
+                          **_error_responses(400, 404, 413, 415)}}},
+        "/feedback": {"post": {
+            "operationId": "feedback", "tags": ["experiments"], "summary": "Record an observed outcome",
+            "description": "Attaches the outcome to a request's predictions (its shadow prediction too) or to every "
+                           "prediction of an entity so far. Idempotent; a different outcome replaces the earlier one.",
+            "requestBody": _body("FeedbackRequest", feedback_examples),
+            "responses": {**_ok("FeedbackResult", "How many logged predictions it applies to.",
+                                {"dataset": first.name, "matched": 1, "updated": 1}),
+                          **_error_responses(400, 404, 413, 415)}}},
+        "/models": {"get": {
+            "operationId": "models", "tags": ["experiments"], "summary": "Which versions serve each dataset",
+            "responses": _ok("ModelsResponse", "Champion, challenger and experiment per dataset (this worker's view).")}},
+        "/experiment": {"get": {
+            "operationId": "experiment", "tags": ["experiments"], "summary": "Experiment statistics and verdict",
+            "description": "Per variant figures, sample-ratio check, lift of the challenger (Welch, confidence "
+                           "sequence, Bayesian chance to win, CUPED) and a verdict, for the current phase.",
+            "parameters": [dataset_parameter],
+            "responses": {**_ok("ExperimentReport", "The report."), **_error_responses(400, 404)}}},
+        "/admin/experiment/start": {"post": {
+            "operationId": "start_experiment", **admin, "summary": "Start or change an experiment",
+            "description": "Unset fields keep the current experiment's values (else the config's declaration). "
+                           "Changing the split or the mode starts a new phase.",
+            "requestBody": _body("StartExperiment", {"ab 80/20": {"dataset": first.name, "mode": "ab",
+                                                                "challenger_percent": 20}}),
+            "responses": {**_ok("ExperimentState", "The experiment as it now runs."),
+                          **_error_responses(400, 401, 404, 409, 413, 415)}}},
+        "/admin/experiment/stop": {"post": {
+            "operationId": "stop_experiment", **admin, "summary": "Stop the experiment: the champion answers all",
+            "requestBody": _body("StopExperiment", {"stop": {"dataset": first.name, "note": "challenger won"}}),
+            "responses": {**_ok("ExperimentState", "The stopped experiment."),
+                          **_error_responses(400, 401, 404, 409, 413, 415)}}},
+        "/admin/reload": {"post": {
+            "operationId": "reload", **admin, "summary": "Re-read the registry aliases now",
+            "description": "This worker loads any version whose alias moved, in the background, and swaps it in "
+                           "atomically; the other workers follow within a second.",
+            "requestBody": _body("ReloadRequest", {"reload": {"dataset": first.name}}),
+            "responses": {**_ok("DatasetModels", "What this worker serves after the reload."),
+                          **_error_responses(400, 401, 404, 413, 415)}}},
+        "/livez": {"get": {"operationId": "livez", "summary": "Liveness probe (BentoML)", **_plain("Alive.")}},
+        "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness probe (BentoML)", **_plain(
+            "Ready: the service has started.", {"503": {"description": "Not ready yet.",
+                                                        "content": {"text/plain": {"schema": {"type": "string"}}}}})}},
+        "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics",
+                             "description": "BentoML's request metrics and ours: `mlops_predictions_total`, "
+                                            "`mlops_prediction_errors_total`, `mlops_prediction_latency_seconds`, "
+                                            "`mlops_prediction_score`, labelled by dataset, variant and model version.",
+                             **_plain("Prometheus text format.")}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": TITLE, "version": package_version(), "description": description(configs),
+                 "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}},
+        "tags": [
+            {"name": "predictions", "description": "Score records with the served models."},
+            {"name": "experiments", "description": "Outcomes, served versions and experiment statistics."},
+            {"name": "admin", "description": "Change experiments and reload models (bearer token)."},
+            {"name": "operations", "description": "Probes and metrics."},
+        ],
+        "paths": paths,
+        "components": {"schemas": deepcopy(components), "securitySchemes": {"adminToken": {
+            "type": "http", "scheme": "bearer", "description": "the value of MLOPS_ADMIN_TOKEN on the server"}}},
+    }
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+  <head>
+    <meta charset="UTF-8">
+    <title>{title}</title>
+    <link rel="stylesheet" type="text/css" href="./static_content/swagger-ui.css" />
+    <link rel="icon" type="image/png" href="./static_content/favicon-light-32x32.png" sizes="32x32" />
+    <style>body {{ margin: 0; }} .swagger-ui .topbar {{ display: none; }}</style>
+  </head>
+  <body>
+    <div id="swagger-ui"></div>
+    <script src="./static_content/swagger-ui-bundle.js" charset="UTF-8"></script>
+    <script>
+      window.onload = function () {{
+        window.ui = SwaggerUIBundle({{
+          url: "./docs.json", dom_id: "#swagger-ui", deepLinking: true,
+          presets: [SwaggerUIBundle.presets.apis], layout: "BaseLayout",
+          defaultModelsExpandDepth: 0, displayRequestDuration: true,
+        }});
+      }};
+    </script>
+  </body>
+</html>
+"""
+
+
+def page() -> str:
+    return PAGE.format(title=TITLE)
