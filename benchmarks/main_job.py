@@ -133,7 +133,7 @@ PLAIN_MODULES = (
     "mlops_assets.training.registry",
     "mlops_assets.training.evaluation",
     "mlops_assets.training.train",
-    "mlops_assets.monitoring.training_drift",
+    "mlops_assets.monitoring.batch",
     "mlops_assets.governance.model_card",
 )
 
@@ -165,10 +165,11 @@ def measure_plain() -> dict:
     from mlops_assets.features.store import FeatureStore
     from mlops_assets.features.training_set import build_training_set, label_events, split_summary
     from mlops_assets.governance.model_card import render_model_card
-    from mlops_assets.monitoring.training_drift import drift_against_training
+    from mlops_assets.monitoring.batch import monitor_current_batch
+    from mlops_assets.monitoring.monitor import ModelUnderWatch
     from mlops_assets.settings import Settings
     from mlops_assets.training.evaluation import evaluate_on_test
-    from mlops_assets.training.registry import CHAMPION, alias_version, ensure_experiment, set_alias
+    from mlops_assets.training.registry import CHAMPION, alias_version, ensure_experiment, load_version, set_alias
     from mlops_assets.training.train import fit_model, lineage_tags, log_training_run
     from mlops_assets.training.tuning import tune
 
@@ -220,7 +221,9 @@ def measure_plain() -> dict:
         set_alias(settings, config, CHAMPION, registered.version)
     lap("champion")
 
-    drift_against_training(config, training_set, settings.dataset_reports(name) / "drift_report.html")
+    served = load_version(settings, config, registered.version)
+    watched = ModelUnderWatch(f"{registered.name} v{registered.version}", served.score, registered.decision_threshold)
+    monitor_current_batch(config, training_set, watched, settings.dataset_reports(name) / "drift")
     lap("drift_report")
 
     card = render_model_card(
@@ -461,7 +464,7 @@ def main() -> None:
                            f"a fresh MLOPS_HOME, log_level={DAGSTER_LOG_LEVEL}); steps from get_run_step_stats",
                 "plain": "the same domain functions in order (load_source, validate, FeatureStore.materialize, "
                          "build_training_set, tune, fit_model, lineage_tags, log_training_run, evaluate_on_test, set_alias, "
-                         "drift_against_training, render_model_card), values kept in memory; no Dagster run, "
+                         "monitor_current_batch, render_model_card), values kept in memory; no Dagster run, "
                          "event log, IO manager pickles, metadata or second (inline) model card",
             },
             "config": "configs/churn.yaml with source.rows set; drift.current_rows stays "

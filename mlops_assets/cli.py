@@ -14,6 +14,7 @@ import dagster as dg
 
 from mlops_assets.errors import PlatformError
 from mlops_assets.features.commands import features as features_commands
+from mlops_assets.monitoring.commands import monitor
 from mlops_assets.pipeline.commands import promote
 from mlops_assets.settings import PROJECT_ROOT, Settings
 
@@ -144,6 +145,7 @@ main.add_command(training_commands.reproduce)
 main.add_command(training_commands.compare)
 main.add_command(training_commands.runs)
 main.add_command(training_commands.artifacts)
+main.add_command(monitor)
 
 from mlops_assets.governance import commands as governance_commands  # noqa: E402
 

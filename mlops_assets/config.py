@@ -26,7 +26,6 @@ from pydantic import (
 )
 
 from mlops_assets.errors import PlatformError
-from mlops_assets.monitoring.drift import check_method
 
 ColumnType = Literal["integer", "float", "boolean", "string", "categorical", "datetime"]
 NUMERIC_TYPES = {"integer", "float", "boolean"}
@@ -109,6 +108,26 @@ class ModelConfig(_Strict):
     seed: int = 0
 
 
+class DriftMatters(_Strict):
+    """The smallest change worth a drift alarm. Unset fields inherit (column -> dataset -> built-in default)."""
+
+    numeric_sd: float | None = Field(default=None, gt=0, description="a mean or quartile moved by this many "
+                                     "reference standard deviations (built-in default 0.2)")
+    share: float | None = Field(default=None, gt=0, lt=1, description="a category's share moved by this much "
+                                "(0.10 = 10 points; built-in default 0.10)")
+    new_category: float | None = Field(default=None, gt=0, lt=1, description="share of values never seen in the "
+                                       "reference (built-in default 0.01)")
+    missing: float | None = Field(default=None, gt=0, lt=1, description="share of missing values moved by this "
+                                  "much (built-in default 0.05)")
+
+
+class CostMatrix(_Strict):
+    """Cost of each outcome of one decision (any unit): the expected-cost KPI of the performance report."""
+
+    true_positive: float = 0.0
+    false_positive: float = 1.0
+    false_negative: float = 1.0
+    true_negative: float = 0.0
 class SearchParameter(_Strict):
     """One tuned parameter: a numeric range (``low``/``high``, ``log``, ``step``) or a list of ``choices``.
 
@@ -171,20 +190,19 @@ class ComparisonConfig(_Strict):
 
 
 class DriftConfig(_Strict):
-    """The "current" batch compared with the training reference, and how drift is judged."""
+    """The "current" batch compared with the reference, what size of drift matters, and the business cost.
+
+    Parsed here only; mlops_assets/monitoring/rules.py checks it against the columns where it is used.
+    """
 
     current_rows: int = Field(default=5_000, gt=0)
     covariate_drift: float = Field(default=0.0, ge=0, description="generator knob: shift in the inputs")
     concept_drift: float = Field(default=0.0, ge=0, description="generator knob: change in P(target | inputs)")
-    numeric_method: str = "wasserstein"
-    categorical_method: str = "jensenshannon"
-    threshold: float = Field(default=0.1, gt=0)
-
-    @model_validator(mode="after")
-    def _known_methods(self) -> DriftConfig:
-        check_method(self.numeric_method, "numeric")
-        check_method(self.categorical_method, "categorical")
-        return self
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="report-level false-alarm rate")
+    power: float = Field(default=0.95, ge=0.5, lt=1, description="chance of catching a change of the size that matters")
+    matters: DriftMatters = Field(default_factory=DriftMatters)
+    columns: dict[str, DriftMatters] = Field(default_factory=dict, description="per-column overrides of matters")
+    cost_matrix: CostMatrix = Field(default_factory=CostMatrix)
 
 
 class FeatureNote(_Strict):

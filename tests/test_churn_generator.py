@@ -3,6 +3,8 @@ be reproducible, look like real churn data, and drift only in the way it is aske
 
 from pathlib import Path
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -68,6 +70,33 @@ def test_zero_drift_is_the_undrifted_default():
         generate_churn(3_000, seed=5, covariate_drift=0.0, concept_drift=0.0),
         check_exact=True,
     )
+
+
+def test_rows_for_existing_arguments_never_change():
+    """Benchmarks and demos compare runs over time: the same arguments must keep giving the same bytes."""
+    frame = generate_churn(2_000, seed=7, covariate_drift=0.5, concept_drift=0.5)
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame).values.tobytes()).hexdigest()
+    assert digest == "f0acb5ca22f5b84209b63d8ba9afa0b26df6a33d67c032327385e68b99356158"
+
+
+def test_single_column_shifts_move_only_the_named_columns_by_the_asked_amount():
+    base = generate_churn(50_000, seed=41)
+    moved = generate_churn(50_000, seed=41, mean_shift={"monthly_charges": 0.2, "support_calls_90d": 0.2},
+                           share_shift={"region": ("west", 0.10), "has_autopay": (True, -0.10)})
+    changed = ["monthly_charges", "support_calls_90d", "region", "has_autopay"]
+    pd.testing.assert_frame_equal(base.drop(columns=changed), moved.drop(columns=changed), check_exact=True)
+    for column in ("monthly_charges", "support_calls_90d"):
+        shift_in_sds = (moved[column].mean() - base[column].mean()) / base[column].std()
+        assert shift_in_sds == pytest.approx(0.2, abs=0.01), column
+    assert moved["support_calls_90d"].dtype == np.int64
+    west_share = (moved["region"] == "west").mean() - (base["region"] == "west").mean()
+    assert west_share == pytest.approx(0.10, abs=0.005)
+    # the other regions give up their share in proportion
+    for region in ("north", "south", "east"):
+        ratio = (moved["region"] == region).mean() / (base["region"] == region).mean()
+        assert ratio == pytest.approx(1 - 0.10 / 0.8, rel=0.03), region
+    assert moved["has_autopay"].mean() - base["has_autopay"].mean() == pytest.approx(-0.10, abs=0.005)
+    assert_matches_declared_columns(moved)
 
 
 def test_columns_dtypes_values_and_ranges_match_the_config():
@@ -213,6 +242,11 @@ def test_gradient_boosting_holdout_auc_is_realistic():
         ({"rows": 10, "covariate_drift": -0.1}, "covariate_drift"),
         ({"rows": 10, "concept_drift": -1.0}, "concept_drift"),
         ({"rows": 10, "covariate_drift": float("nan")}, "covariate_drift"),
+        ({"rows": 10, "mean_shift": {"region": 0.2}}, "mean_shift names 'region'"),
+        ({"rows": 10, "mean_shift": {"monthly_charges": float("inf")}}, "finite number"),
+        ({"rows": 10, "share_shift": {"monthly_charges": ("a", 0.1)}}, "share_shift names 'monthly_charges'"),
+        ({"rows": 10, "share_shift": {"region": ("central", 0.1)}}, "'central' is not one of"),
+        ({"rows": 10, "share_shift": {"region": "west"}}, "must be \\(category, points\\)"),
     ],
 )
 def test_bad_arguments_raise_value_error(arguments, message):

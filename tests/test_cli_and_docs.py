@@ -13,7 +13,7 @@ from mlops_assets.settings import PROJECT_ROOT
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 COMMANDS = ["demo", "materialize", "serve", "ui", "mlflow-ui", "promote", "approve", "reject", "explain", "lineage",
-            "governance", "experiment"]
+            "governance", "experiment", "monitor"]
 
 
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess:

@@ -52,10 +52,10 @@ def test_relative_source_path_resolves_next_to_the_config(tmp_path):
         (lambda c: c.update(source={"path": "a.csv", "generator": "churn"}), "exactly one of source.path"),
         (lambda c: c.update(colour="blue"), "colour: Extra inputs are not permitted"),
         (lambda c: c["columns"]["defaulted"].update(values=["a", "b", "c"]), "must be binary"),
-        (lambda c: c.update(drift={"categorical_method": "wasserstein"}), "unknown categorical drift method 'wasserstein'"),
+        (lambda c: c.update(drift={"alpha": 0.7}), "drift.alpha: Input should be less than 0.5"),
     ],
     ids=["target", "feature", "name", "column-type", "suffix", "two-sources", "unknown-key", "non-binary-target",
-         "drift-method"],
+         "drift-alpha"],
 )
 def test_a_bad_config_is_refused_naming_file_and_field(tmp_path, change, message):
     config = yaml.safe_load(yaml.safe_dump(LOANS_CONFIG))

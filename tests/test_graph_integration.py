@@ -109,18 +109,11 @@ def test_evaluation_metadata_carries_metrics_plots_and_mlflow_link(in_home):
     assert "#/experiments/" in metadata["mlflow_run"]
 
 
-def test_model_card_and_drift_report_are_written_under_mlops_home(in_home):
+def test_model_card_is_written_under_mlops_home(in_home):
     settings, _ = in_home
     card = (settings.reports / "churn" / "v1" / "model_card.md").read_text()
     assert "# Model card: churn_model v1" in card and "roc_auc" in card and "![ROC curve](roc.png)" in card
     assert (settings.reports / "churn" / "v1" / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    report = settings.reports / "churn" / "drift_report.html"
-    assert report.stat().st_size > 100_000
-    drift = latest_metadata(["churn", "drift_report"])
-    # configs/churn.yaml injects covariate drift into the current batch: charges rise, contracts shift.
-    assert "monthly_charges" in drift["drifted_columns"]
-    assert "contract_type" in drift["drifted_columns"]
-    assert 0 < drift["drift_share"] < 1
 
 
 def test_champion_asset_records_the_promotion(in_home):

@@ -84,7 +84,9 @@ def test_graph_materializes_on_a_postgres_instance_with_mlflow_on_postgres(tmp_p
         assert sorted(checks) == sorted([(f"{view}_{check}", "SUCCEEDED") for view in ("billing", "usage")
                                          for check in ("distribution", "schema")] + [
             ("card_coverage", "SUCCEEDED"), ("fairness", "SUCCEEDED"),
-            ("gate_max_brier", "SUCCEEDED"), ("gate_min_roc_auc", "SUCCEEDED"), ("raw_schema", "SUCCEEDED"),
+            ("gate_max_brier", "SUCCEEDED"), ("gate_min_roc_auc", "SUCCEEDED"),
+            ("no_drift", "FAILED"),  # the demo's current batch drifts on purpose: a WARN check, the run succeeds
+            ("raw_schema", "SUCCEEDED"),
             ("row_count", "SUCCEEDED"), ("target_classes", "SUCCEEDED"),
             ("guardrails_hold", "SUCCEEDED"), ("sample_ratio_matches_split", "SUCCEEDED")])
         # Nothing of the instance went to SQLite under MLOPS_HOME.

@@ -31,7 +31,7 @@ def test_a_differently_shaped_file_dataset_runs_the_whole_graph(tmp_path, file_f
         version = MlflowClient(settings.mlflow_tracking_uri).get_model_version_by_alias("loans_model", CHAMPION)
         assert str(version.version) == "1"
         drift = instance.get_latest_materialization_event(dg.AssetKey(["loans", "drift_report"])).asset_materialization
-        assert "test" in drift.metadata["current_batch"].value
+        assert drift.metadata["current_window"].value.startswith("test split")
 
 
 def test_bad_raw_rows_fail_the_blocking_check_naming_rows_and_columns_and_nothing_downstream_runs(tmp_path):

@@ -5,6 +5,7 @@ platform can be run, tested and shown drifting without any real customer data.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -80,15 +81,26 @@ def generate_churn(
     end: str = "2025-12-31",
     covariate_drift: float = 0.0,
     concept_drift: float = 0.0,
+    mean_shift: Mapping[str, float] | None = None,
+    share_shift: Mapping[str, tuple[object, float]] | None = None,
 ) -> pd.DataFrame:
     """Return ``rows`` customer snapshots between ``start`` and ``end``, identical for the same arguments.
 
     ``covariate_drift`` (0 = none, 1 = strong) shifts the input distributions;
     ``concept_drift`` (0 = none) changes how churn depends on the inputs while leaving
     the inputs untouched, so monitoring can be tested against both kinds of drift.
+
+    ``mean_shift`` and ``share_shift`` move one column at a time, by a known amount, for
+    measuring drift detectors: ``mean_shift={"monthly_charges": 0.2}`` adds 0.2 of that
+    column's standard deviation (in this batch) to it; ``share_shift={"region": ("west", 0.10)}``
+    moves exactly 10% of the rows into ``west`` from the other regions, at random, so each loses in
+    proportion to its share. Only the named
+    column changes (columns computed from it, and the target, keep their drawn values), and
+    the changes use their own random stream: without them the rows are exactly as before.
     """
     start_time, end_time = _validated_window(start, end)
     _validate_arguments(rows, covariate_drift, concept_drift)
+    _validate_single_column_shifts(mean_shift, share_shift)
     rng = np.random.default_rng(seed)
 
     first_second = -(-start_time.value // NS_PER_SECOND)
@@ -157,7 +169,7 @@ def generate_churn(
     tenure_ns = np.round(tenure_months * DAYS_PER_MONTH * NS_PER_DAY).astype(np.int64)
     signup_ns = (event_ns - tenure_ns) // NS_PER_DAY * NS_PER_DAY
 
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "customer_id": _customer_ids(rows),
             "signup_date": signup_ns.astype("datetime64[ns]"),
@@ -179,6 +191,85 @@ def generate_churn(
             "churned": churned,
         }
     )
+    if mean_shift or share_shift:
+        _shift_single_columns(frame, np.random.default_rng((seed, SHIFT_STREAM)), mean_shift or {}, share_shift or {})
+    return frame
+
+
+# Single-column shifts (for drift benchmarks): which columns can move, their bounds and rounding.
+SHIFT_STREAM = 0x5817  # the shifts' own random stream, so the undrifted draws never change
+SHIFTABLE_NUMERIC = {
+    # column: (lowest, highest, decimals; None = integer column)
+    "tenure_months": (0, MAX_TENURE_MONTHS, None),
+    "monthly_charges": (0.0, MAX_MONTHLY_CHARGES, 2),
+    "total_charges": (0.0, math.inf, 2),
+    "data_usage_gb": (0.0, math.inf, 3),
+    "avg_session_minutes": (0.0, math.inf, 2),
+    "logins_last_30d": (0, math.inf, None),
+    "support_calls_90d": (0, math.inf, None),
+    "late_payments_12m": (0, 12, None),
+}
+SHIFTABLE_CATEGORICAL = {
+    "gender": GENDERS,
+    "age_band": AGE_BANDS,
+    "region": REGIONS,
+    "contract_type": CONTRACT_TYPES,
+    "payment_method": PAYMENT_METHODS,
+    "has_autopay": np.array([False, True]),
+}
+
+
+def _validate_single_column_shifts(mean_shift, share_shift) -> None:
+    for column, sds in (mean_shift or {}).items():
+        if column not in SHIFTABLE_NUMERIC:
+            raise ValueError(f"mean_shift names {column!r}; numeric columns: {', '.join(SHIFTABLE_NUMERIC)}")
+        if not isinstance(sds, (int, float, np.integer, np.floating)) or not math.isfinite(sds):
+            raise ValueError(f"mean_shift[{column!r}] must be a finite number of standard deviations, got {sds!r}")
+    for column, change in (share_shift or {}).items():
+        if column not in SHIFTABLE_CATEGORICAL:
+            raise ValueError(f"share_shift names {column!r}; categorical columns: {', '.join(SHIFTABLE_CATEGORICAL)}")
+        if not (isinstance(change, tuple) and len(change) == 2):
+            raise ValueError(f"share_shift[{column!r}] must be (category, points), got {change!r}")
+        category, points = change
+        if category not in list(SHIFTABLE_CATEGORICAL[column]):
+            raise ValueError(f"share_shift[{column!r}]: {category!r} is not one of {list(SHIFTABLE_CATEGORICAL[column])}")
+        if not isinstance(points, (int, float, np.integer, np.floating)) or not -1 < points < 1:
+            raise ValueError(f"share_shift[{column!r}]: points must be a share change between -1 and 1, got {points!r}")
+
+
+def _shift_single_columns(frame: pd.DataFrame, rng: np.random.Generator, mean_shift, share_shift) -> None:
+    """Move the named columns in place (see :func:`generate_churn`)."""
+    for column, sds in mean_shift.items():
+        low, high, decimals = SHIFTABLE_NUMERIC[column]
+        values = frame[column].to_numpy(dtype=float)
+        shift = sds * values.std(ddof=1) if len(values) > 1 else 0.0
+        if decimals is None:
+            # Stochastic rounding keeps the column integer and its mean shift exact in expectation.
+            whole = math.floor(shift)
+            moved = values + whole + (rng.random(len(values)) < shift - whole)
+            frame[column] = np.clip(moved, low, high).astype(np.int64)
+        else:
+            frame[column] = np.round(np.clip(values + shift, low, high), decimals)
+    for column, (category, points) in share_shift.items():
+        values = frame[column].to_numpy().copy()
+        inside = values == category
+        share = inside.mean()
+        moved = round(abs(points) * len(values))  # exactly this many rows change category
+        if points >= 0:
+            outside = np.flatnonzero(~inside)
+            if moved > len(outside):
+                raise ValueError(f"share_shift[{column!r}]: {category!r} holds {share:.0%} of the rows; "
+                                 f"it cannot gain {points:.0%}")
+            values[rng.choice(outside, moved, replace=False)] = category
+        else:
+            rows_inside = np.flatnonzero(inside)
+            others = values[~inside]
+            if moved > len(rows_inside) or (moved and not len(others)):
+                raise ValueError(f"share_shift[{column!r}]: {category!r} holds {share:.0%} of the rows; "
+                                 f"it cannot lose {-points:.0%}")
+            # The rows leaving the category take the other categories in proportion to their shares.
+            values[rng.choice(rows_inside, moved, replace=False)] = others[rng.integers(0, len(others), moved)]
+        frame[column] = values
 
 
 def _validated_window(start: str, end: str) -> tuple[pd.Timestamp, pd.Timestamp]:
