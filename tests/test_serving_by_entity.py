@@ -55,7 +55,7 @@ def served(request, serving_home, tmp_path_factory):
     with serving_home.entered(MLOPS_ONLINE_STORE=url, MLOPS_PREDICTION_LOG_URL=log_url) as (settings, configs):
         publish(online, configs["churn"], {FRESH: churn_record(7), STALE: churn_record(8)}, stale_usage={STALE})
         try:
-            with running_server(settings, list(configs.values())) as server:
+            with running_server(settings, list(configs.values()), timeout=600) as server:  # a busy CI machine
                 yield server, log_url
         finally:
             online.remove_dataset("churn")
