@@ -9,6 +9,7 @@ label sets with entities and times that have no feature within the TTL).
 
     .venv/bin/python benchmarks/feature_store.py           # full: 1M entities, 10M labels (run under flock)
     .venv/bin/python benchmarks/feature_store.py --quick   # 100k entities, 1M labels, under a minute
+    .venv/bin/python benchmarks/feature_store.py --quick --endpoint-only   # the lookup through the endpoint only
 
 Every point-in-time join runs in a fresh process (its peak memory is its own) and its
 rows are checked against a slow, obviously correct implementation on a sample.
@@ -425,7 +426,7 @@ def endpoint_benchmark(plan: Plan, data: Path, echo) -> dict:
         samples: dict[str, list[float]] = {"inline": [], "by_entity_id": []}
         request_ids: dict[str, list[str]] = {"inline": [], "by_entity_id": []}
         mismatches = 0
-        with running_server(settings, [config]) as server, httpx.Client(timeout=30) as client:
+        with running_server(settings, [config], timeout=600) as server, httpx.Client(timeout=30) as client:
             headers = {"content-type": "application/json"}
             url = f"{server.url}/predict"
             for i in range(300):  # warm-up: the model's first calls, SQLite pages, connections
@@ -657,6 +658,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="100k entities, 1M labels (under a minute)")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--endpoint-only", action="store_true",
+                        help="only the lookup through the BentoML endpoint (prints it; writes no results file)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--labels", help=argparse.SUPPRESS)
@@ -674,6 +677,10 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.filterwarnings("ignore")
     plan = Plan.for_mode(args.quick)
+    if args.endpoint_only:
+        with tempfile.TemporaryDirectory(prefix="mlops-bench-fs-") as folder:
+            print(json.dumps(endpoint_benchmark(plan, Path(folder), echo=lambda line: print(line, flush=True)), indent=2))
+        return 0
     result = run(plan, echo=lambda line: print(line, flush=True))
     result["targets"] = targets(result)
     print()
