@@ -429,8 +429,12 @@ def endpoint_benchmark(plan: Plan, data: Path, echo) -> dict:
         with running_server(settings, [config], timeout=600) as server, httpx.Client(timeout=30) as client:
             headers = {"content-type": "application/json"}
             url = f"{server.url}/predict"
-            for i in range(300):  # warm-up: the model's first calls, SQLite pages, connections
-                client.post(url, content=bodies["inline" if i % 2 else "by_entity_id"][i % len(records)], headers=headers)
+            try:
+                for i in range(300):  # warm-up: the model's first calls, SQLite pages, connections
+                    client.post(url, content=bodies["inline" if i % 2 else "by_entity_id"][i % len(records)],
+                                headers=headers)
+            except httpx.HTTPError as exc:
+                raise RuntimeError(f"the service failed during warm-up ({exc}):\n{server.log_tail(60)}") from exc
             clock = time.perf_counter
             for i in range(plan.endpoint_requests):
                 answers = {}
