@@ -29,6 +29,17 @@ ERROR_EXAMPLES = {
          "url": "https://errors.pydantic.dev/2.14/v/literal_error"}]},
     401: {"error": "admin endpoints need 'Authorization: Bearer <MLOPS_ADMIN_TOKEN>'", "detail": []},
     404: {"error": "dataset 'loans' has no 'champion' model in sqlite:///...: materialize its graph first", "detail": []},
+    "404-entity": {"error": "dataset 'churn', customer_id 'C9999999': no value for ['tenure_months', ...]: the online "
+                            "store holds no features for it (unknown entity, or not materialized yet); send them inline",
+                   "detail": [{"type": "unknown_entity", "loc": ["record", "tenure_months"],
+                               "msg": "no value for entity_id 'C9999999': the online store holds no features for it; "
+                                      "send it inline"}]},
+    422: {"error": "dataset 'churn', customer_id 'C0000042': no value for ['data_usage_gb']: its stored values are "
+                   "missing or older than their view's TTL; send them inline",
+          "detail": [{"type": "missing_values", "loc": ["record", "data_usage_gb"],
+                      "msg": "no value for entity_id 'C0000042': missing or older than its view's TTL; send it inline"}]},
+    503: {"error": "online store redis://127.0.0.1:6379/0: Redis went away while reading features (...); the previous "
+                   "publication is still what is served; send every feature inline meanwhile", "detail": []},
     409: {"error": "dataset 'churn' has no running experiment to stop", "detail": []},
     413: {"error": "request body of 5242880 bytes is over the limit of 1048576 (MLOPS_MAX_BODY_BYTES)", "detail": []},
     415: {"error": "send the body as application/json, not 'multipart/form-data'", "detail": []},
@@ -38,6 +49,11 @@ ERROR_MEANINGS = {
     400: "The body (or a query parameter) does not match the schema; `detail` names each offending field.",
     401: "Missing or wrong bearer token (admin endpoints only). Nothing was changed.",
     404: "The dataset is not served, or no prediction matches the id.",
+    "404-entity": "The dataset is not served, or the online feature store holds nothing for the record's `entity_id` "
+                  "and the record leaves features out (`detail` names them).",
+    422: "The record leaves out features that the online store has no fresh value for (missing, or older than "
+         "their view's TTL); `detail` names each. Send them inline.",
+    503: "The online feature store cannot be reached; records that carry every feature are still scored.",
     409: "The change conflicts with the experiment's state. Nothing was changed.",
     413: "The body is larger than MLOPS_MAX_BODY_BYTES (1 MB by default).",
     415: "The body is declared as something other than application/json.",
@@ -80,6 +96,16 @@ def _example_request(config: DatasetConfig, record: dict | None) -> dict:
     return {"dataset": config.name, "record": {**example, "entity_id": "example-1"}}
 
 
+def _by_entity_examples(config: DatasetConfig, record: dict) -> dict[str, dict]:
+    """The same dataset by entity id alone, and with one feature overriding the stored value."""
+    first = next(iter(k for k in record if k != "entity_id"), None)
+    examples = {f"{config.name}: by entity id": {"dataset": config.name, "record": {"entity_id": "example-1"}}}
+    if first is not None:
+        examples[f"{config.name}: by entity id, {first} sent inline"] = {
+            "dataset": config.name, "record": {"entity_id": "example-1", first: record[first]}}
+    return examples
+
+
 def synthetic_record(config: DatasetConfig) -> dict:
     """A record that satisfies the config's types and bounds, for datasets whose version logged no example."""
     record: dict[str, Any] = {}
@@ -101,8 +127,9 @@ def synthetic_record(config: DatasetConfig) -> dict:
     return record
 
 
-def _error_responses(*codes: int) -> dict:
-    return {str(code): {"description": ERROR_MEANINGS[code], "content": {"application/json": {
+def _error_responses(*codes: int | str) -> dict:
+    """Documented errors; ``"404-entity"`` is the 404 of the prediction endpoints (dataset or entity unknown)."""
+    return {str(code).split("-")[0]: {"description": ERROR_MEANINGS[code], "content": {"application/json": {
         "schema": {"$ref": REF.format(model="ErrorResponse")}, "example": ERROR_EXAMPLES[code]}}} for code in codes}
 
 
@@ -141,9 +168,12 @@ def build_document(configs: list[DatasetConfig], examples: dict[str, dict | None
     _, definitions = models_json_schema(models, ref_template=REF)
     components = definitions["$defs"]
 
-    predict_examples = {c.name: _example_request(c, examples.get(c.name)) for c in configs}
-    batch_examples = {c.name: {"dataset": c.name, "records": [p["record"]]} for c, p in
-                      ((c, predict_examples[c.name]) for c in configs)}
+    full_examples = {c.name: _example_request(c, examples.get(c.name)) for c in configs}
+    predict_examples = dict(full_examples)
+    for c in configs:
+        predict_examples.update(_by_entity_examples(c, full_examples[c.name]["record"]))
+    batch_examples = {c.name: {"dataset": c.name, "records": [p["record"], {"entity_id": "example-2"}]} for c, p in
+                      ((c, full_examples[c.name]) for c in configs)}
     first = configs[0]
     feedback_examples = {
         "by request id": {"dataset": first.name, "request_id": "7ae5bb2709d741c9be7597ee2c1b3ac1", "outcome": 1},
@@ -158,20 +188,26 @@ def build_document(configs: list[DatasetConfig], examples: dict[str, dict | None
     paths = {
         "/predict": {"post": {
             "operationId": "predict", "tags": ["predictions"], "summary": "Score one record",
-            "description": "Routes the record (experiment split by `entity_id`), scores it, logs it and answers.",
+            "description": "Routes the record (experiment split by `entity_id`), scores it, logs it and answers. "
+                           "**Predicting by entity id**: a record may leave out any feature when it names an "
+                           "`entity_id`; what it leaves out is read from the online feature store (the latest "
+                           "value per entity, null once older than its view's TTL). Features sent inline win, "
+                           "a null included. The log holds the record as scored.",
             "requestBody": _body("PredictRequest", predict_examples),
             "responses": {**_ok("Prediction", "The score, the decision and who made it.", {
                 "request_id": "7ae5bb2709d741c9be7597ee2c1b3ac1", "dataset": first.name, "entity_id": "example-1",
                 "score": 0.566, "label": 1, "threshold": 0.284, "model_version": "1", "variant": "champion",
                 "experiment_id": first.experiment.id if first.experiment else None}),
-                          **_error_responses(400, 404, 413, 415, 500)}}},
+                          **_error_responses(400, "404-entity", 413, 415, 422, 500, 503)}}},
         "/predict_batch": {"post": {
             "operationId": "predict_batch", "tags": ["predictions"], "summary": f"Score 1 to {schemas.MAX_BATCH} records",
             "description": "Each record is routed and logged on its own (its own request_id). A record the model "
-                           "fails on gets `error` and a null score; the others are answered.",
+                           "fails on gets `error` and a null score; the others are answered. Records may be given "
+                           "by `entity_id` alone (see `/predict`): the batch is read from the online store in one "
+                           "call, and a record that cannot be completed refuses the batch, naming each one.",
             "requestBody": _body("BatchRequest", batch_examples),
             "responses": {**_ok("BatchPrediction", "One prediction per record, in order."),
-                          **_error_responses(400, 404, 413, 415)}}},
+                          **_error_responses(400, "404-entity", 413, 415, 422, 503)}}},
         "/feedback": {"post": {
             "operationId": "feedback", "tags": ["experiments"], "summary": "Record an observed outcome",
             "description": "Attaches the outcome to a request's predictions (its shadow prediction too) or to every "

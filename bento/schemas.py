@@ -61,8 +61,11 @@ def _field(spec: ColumnSpec, learned_values: list[str] | None) -> tuple[Any, Any
     """(annotation, FieldInfo): constraints sit on the value type, inside ``| None`` for a nullable column,
     so the document shows them as JSON Schema keywords (``minimum``, ``maxLength``)."""
     description = column_description(spec)
-    default = None if spec.nullable else ...
-    extra: dict[str, Any] = {}
+    # Every feature may be left out when the record names an entity_id (fetched from the online store):
+    # unset fields are told apart from ones sent as null (``model_fields_set``), and a required one that is
+    # missing without an entity_id is refused by the service, per field. The schema's ``anyOf`` says so.
+    default = None
+    extra: dict[str, Any] = {} if spec.nullable else {"json_schema_extra": _no_default}
     if spec.type == "integer":
         low = max(spec.min if spec.min is not None else -SAFE_INTEGER, -SAFE_INTEGER)
         high = min(spec.max if spec.max is not None else SAFE_INTEGER, SAFE_INTEGER)
@@ -79,7 +82,7 @@ def _field(spec: ColumnSpec, learned_values: list[str] | None) -> tuple[Any, Any
         annotation = Annotated[str, Field(strict=True, max_length=MAX_STRING_LENGTH)]
         if learned_values is not None:
             # Checked by the service against the champion it serves; the document lists them.
-            extra["json_schema_extra"] = {"enum": learned_values}
+            extra["json_schema_extra"] = _no_default_and({"enum": learned_values})
             note = "one of the values the champion was trained on"
             description = f"{description}; {note}" if description else note
     if spec.nullable:
@@ -87,8 +90,29 @@ def _field(spec: ColumnSpec, learned_values: list[str] | None) -> tuple[Any, Any
     return annotation, Field(default, description=description, **extra)
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    """A required column's ``None`` default only marks it unset: the document shows no default."""
+    schema.pop("default", None)
+
+
+def _no_default_and(extra: dict[str, Any]):
+    def update(schema: dict[str, Any]) -> None:
+        _no_default(schema)
+        schema.update(extra)
+    return update
+
+
+def required_features(config: DatasetConfig) -> list[str]:
+    """The raw feature columns a record must carry when it names no entity_id (the non-nullable ones)."""
+    return [f for f in config.features if f not in config.derived_features and not config.columns[f].nullable]
+
+
 def record_model(config: DatasetConfig, learned: dict[str, list[str]] | None = None) -> type[BaseModel]:
-    """One record of raw feature columns; unknown fields are refused so typos cannot pass silently."""
+    """One record of raw feature columns; unknown fields are refused so typos cannot pass silently.
+
+    A record carries every required column, or an ``entity_id`` whose stored features fill what it
+    leaves out (features sent inline win, a null included).
+    """
     fields: dict[str, Any] = {}
     for name in config.features:
         if name in config.derived_features:
@@ -97,9 +121,12 @@ def record_model(config: DatasetConfig, learned: dict[str, list[str]] | None = N
     fields["entity_id"] = (str | None, Field(
         None, strict=True, max_length=MAX_ENTITY_ID_LENGTH,
         description=f"the {config.entity_column} this record is about: routes the request (the same id always "
-                    "gets the same variant) and is logged for feedback; not a model feature"))
+                    "gets the same variant), is logged for feedback, and fetches from the online feature store "
+                    "every feature the record leaves out; not a model feature"))
+    either = {"anyOf": [{"required": required_features(config)},
+                        {"required": ["entity_id"], "properties": {"entity_id": {"type": "string"}}}]}
     return create_model(f"{_title(config.name)}Record", __config__=ConfigDict(
-        extra="forbid", title=f"{_title(config.name)}Record"), **fields)
+        extra="forbid", title=f"{_title(config.name)}Record", json_schema_extra=either), **fields)
 
 
 def _union(models: list[type[BaseModel]]) -> Any:
@@ -274,4 +301,5 @@ __all__ = [
     "BatchPrediction", "DatasetModels", "ErrorDetail", "ErrorResponse", "ExperimentMetric", "ExperimentReport",
     "ExperimentState", "FeedbackResult", "MAX_BATCH", "ModelsResponse", "Prediction", "ReloadRequest",
     "ScoredRecord", "ServedVersion", "StartExperiment", "StopExperiment", "record_model", "request_types",
+    "required_features",
 ]

@@ -21,10 +21,17 @@ from starlette.responses import Response  # noqa: E402
 
 from bento import http, schemas  # noqa: E402
 from mlops_assets.config import load_dataset_configs  # noqa: E402
+from mlops_assets.features.online_store import OnlineStoreError  # noqa: E402
 from mlops_assets.serving.experiments import ExperimentError  # noqa: E402
 from mlops_assets.serving.metrics import serving_metrics  # noqa: E402
 from mlops_assets.serving.options import ServingOptions  # noqa: E402
-from mlops_assets.serving.predictor import Answer, InvalidRecordError, NotServedError, Predictor  # noqa: E402
+from mlops_assets.serving.predictor import (  # noqa: E402
+    Answer,
+    FeaturesUnavailableError,
+    InvalidRecordError,
+    NotServedError,
+    Predictor,
+)
 from mlops_assets.settings import Settings  # noqa: E402
 
 SETTINGS = Settings.from_env()
@@ -33,6 +40,9 @@ OPTIONS = ServingOptions.from_env()
 TYPES = schemas.request_types(CONFIGS)
 PredictRequest, BatchRequest, FeedbackRequest = TYPES["predict"], TYPES["batch"], TYPES["feedback"]
 JSON = "application/json"
+# Answered with a message by _refusal; fields left out of a record are sent unset (exclude_unset): the
+# predictor fetches them from the online feature store by entity_id.
+PREDICTION_ERRORS = (NotServedError, InvalidRecordError, FeaturesUnavailableError, OnlineStoreError)
 
 
 def _location(dataset: str, field: str) -> tuple:
@@ -59,6 +69,11 @@ def _refusal(exc: Exception) -> Response | None:
         return Response(http.error_body(title, exc.details), status_code=400, media_type=JSON)
     if isinstance(exc, ExperimentError):
         return Response(http.error_body(str(exc)), status_code=409, media_type=JSON)
+    if isinstance(exc, FeaturesUnavailableError):
+        return Response(http.error_body(str(exc), exc.details), status_code=exc.status, media_type=JSON)
+    if isinstance(exc, OnlineStoreError):
+        return Response(http.error_body(f"{exc}; send every feature inline meanwhile"), status_code=503,
+                        media_type=JSON)
     return None
 
 
@@ -89,12 +104,15 @@ class MLOpsPredictor:
 
     @bentoml.api(route="/predict")
     async def predict(self, request: PredictRequest, /) -> schemas.Prediction:
-        """Score one record: {"dataset": "churn", "record": {...raw feature columns..., "entity_id": "..."}}."""
+        """Score one record: {"dataset": "churn", "record": {...raw feature columns..., "entity_id": "..."}}.
+
+        Columns left out are fetched from the online feature store by ``entity_id``.
+        """
         body = request.root
         try:
-            (answer,) = await self.predictor.predict(body.dataset, [body.record.model_dump()],
+            (answer,) = await self.predictor.predict(body.dataset, [body.record.model_dump(exclude_unset=True)],
                                                      location=_location(body.dataset, "record"))
-        except (NotServedError, InvalidRecordError) as exc:
+        except PREDICTION_ERRORS as exc:
             return _refusal(exc)
         if answer.error:
             return Response(http.error_body(f"the model could not score this record: {answer.error}"),
@@ -106,9 +124,9 @@ class MLOpsPredictor:
         """Score 1 to 1,000 records of one dataset, each routed and logged on its own."""
         body = request.root
         try:
-            answers = await self.predictor.predict(body.dataset, [r.model_dump() for r in body.records],
-                                                   location=_location(body.dataset, "records"))
-        except (NotServedError, InvalidRecordError) as exc:
+            records = [r.model_dump(exclude_unset=True) for r in body.records]
+            answers = await self.predictor.predict(body.dataset, records, location=_location(body.dataset, "records"))
+        except PREDICTION_ERRORS as exc:
             return _refusal(exc)
         experiment_id = next((a.experiment_id for a in answers if a.experiment_id), None)
         return _json({"dataset": body.dataset, "experiment_id": experiment_id, "predictions": [

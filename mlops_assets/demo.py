@@ -36,6 +36,14 @@ def _plain(value: object) -> object:
     return value
 
 
+def _outcome(response: httpx.Response) -> str:
+    """An answer in one line: the score, or the status and the service's message."""
+    if response.status_code != 200:
+        return f"{response.status_code}: {response.json().get('error', response.text)}"
+    answer = response.json()
+    return f"{answer['entity_id']}: score={answer['score']:.3f} label={answer['label']} model v{answer['model_version']}"
+
+
 def run_demo(settings: Settings, echo=print, predictions_per_dataset: int = 3) -> RunSummary:
     settings.export()
     configs = load_dataset_configs(settings.configs)
@@ -69,14 +77,20 @@ def run_demo(settings: Settings, echo=print, predictions_per_dataset: int = 3) -
                 echo(f"   POST /predict {config.name} {config.entity_column}={answer['entity_id']}: "
                      f"score={answer['score']:.3f} label={answer['label']} (actual {sample['actual']}) "
                      f"model v{answer['model_version']}")
+            by_id = {"dataset": config.name, "record": {"entity_id": sample["record"]["entity_id"]}}
+            response = httpx.post(f"{server.url}/predict", json=by_id, timeout=30)
+            echo(f"   POST /predict {config.name} by {config.entity_column} alone {json.dumps(by_id['record'])} "
+                 f"(features from the online store) -> {_outcome(response)}")
             bad = {"dataset": config.name, "record": {config.features[0]: "not a number"}}
             response = httpx.post(f"{server.url}/predict", json=bad, timeout=30)
             first = response.json()["detail"][0]
             echo(f"   POST /predict with a bad record -> {response.status_code}: "
                  f"{'.'.join(map(str, first['loc']))}: {first['msg']}")
-        echo("\n   try it yourself after `mlops serve`:\n"
+        echo("\n   try it yourself after `mlops serve` (a whole record, or only an entity id):\n"
              f"   curl -s -X POST http://127.0.0.1:3001/predict -H 'content-type: application/json' \\\n"
-             f"     -d '{json.dumps({'dataset': configs[0].name, 'record': sample['record']})}'")
+             f"     -d '{json.dumps({'dataset': configs[0].name, 'record': sample['record']})}'\n"
+             f"   curl -s -X POST http://127.0.0.1:3001/predict -H 'content-type: application/json' \\\n"
+             f"     -d '{json.dumps({'dataset': configs[0].name, 'record': {'entity_id': sample['record']['entity_id']}})}'")
     echo("   service stopped.\n")
     echo("Next:")
     echo("  .venv/bin/mlops ui          # Dagster UI on http://127.0.0.1:3000: lineage, metadata, checks")

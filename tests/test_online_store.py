@@ -185,3 +185,28 @@ def test_a_request_with_only_an_entity_id_is_completed_and_inline_features_win(t
     with pytest.raises(FeatureLookupError, match="names no entity_id"):
         lookup.complete({"visits": 1}, None)
     assert merge_request({"a": None, "b": 2}, None, {"a": 1, "b": 3, "c": 4}) == {"a": None, "b": 2, "c": 4}
+
+
+def test_a_batch_is_completed_in_one_read_and_each_record_that_cannot_be_is_named(tmp_path, online):
+    from mlops_assets.features.serving import EntityFeatures, FeatureLookupError
+
+    config = write_config(tmp_path)
+    store = FeatureStore(config, home=tmp_path / "home", online=online)
+    yesterday = (pd.Timestamp.now() - day(0)).days - 1
+    materialize_all(store, rows(("a", yesterday, 4, 40.0, "pro"), ("old", 0, 2, 5.0, "free")))
+    store.publish_online()
+    reads = []
+    original = online.read_many
+    online.read_many = lambda *args: reads.append(args[2]) or original(*args)
+    outcomes = EntityFeatures(config, store).complete_many(
+        [{}, {"visits": 1, "spend": 2.0, "plan": "free"}, {}, {"spend": 3.0}, {"visits": 5, "plan": "team"}, {}],
+        ["a", None, "nobody", "old", None, "old"])
+    assert reads == [["a", "nobody", "old", "old"]]  # one read for every record that lacks something
+    assert outcomes[0].values == {"visits": 4, "spend": 40.0, "plan": "pro"}
+    assert outcomes[1].values == {"visits": 1, "spend": 2.0, "plan": "free"} and outcomes[1].fetched == []
+    assert isinstance(outcomes[2], FeatureLookupError) and outcomes[2].reason == "unknown_entity"
+    assert outcomes[2].missing == ["visits", "plan"]
+    assert isinstance(outcomes[3], FeatureLookupError) and outcomes[3].reason == "missing_values"
+    assert outcomes[3].missing == ["visits"]  # activity's 10-day TTL has passed; account has none
+    assert outcomes[4].values == {"visits": 5, "plan": "team", "spend": None}  # nullable, no entity id: scored as null
+    assert isinstance(outcomes[5], FeatureLookupError) and "older than their view's TTL" in str(outcomes[5])

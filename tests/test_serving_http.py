@@ -74,7 +74,7 @@ def test_a_batch_is_scored_in_order(server):
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        (lambda r: r.pop("tenure_months"), "record.tenure_months"),
+        (lambda r: (r.pop("tenure_months"), r.pop("entity_id")), "record.tenure_months"),
         (lambda r: r.update(monthly_charges="lots"), "record.monthly_charges"),
         (lambda r: r.update(contract_type="weekly"), "record.contract_type"),
         (lambda r: r.update(tenure_months=-3), "record.tenure_months"),
@@ -88,6 +88,25 @@ def test_a_bad_record_gets_400_naming_the_field(server, change, field):
     response = post(server, "/predict", {"dataset": "churn", "record": record})
     assert response.status_code == 400
     assert error_locations(response) == [field]
+
+
+def test_a_record_by_entity_id_alone_is_scored_with_the_features_the_graph_published(server):
+    """The default online store (SQLite under MLOPS_HOME), as the main job's online_features asset left it."""
+    import pandas as pd
+
+    from mlops_assets.features.store import FeatureStore
+
+    _, settings, config, samples = server
+    entity = samples[-1]["record"]["entity_id"]
+    response = post(server, "/predict", {"dataset": "churn", "record": {"entity_id": entity}})
+    assert response.status_code == 200, response.text
+    stored = FeatureStore(config, home=settings.home).online_features_one(
+        entity, [f for f in config.features if f not in config.derived_features])
+    assert None not in stored.values()
+    expected = load_champion(settings, config).score(pd.DataFrame([stored]))[0]
+    assert response.json()["score"] == pytest.approx(float(expected), abs=1e-9)
+    unknown = post(server, "/predict", {"dataset": "churn", "record": {"entity_id": "C9999999"}})
+    assert unknown.status_code == 404 and "'C9999999'" in unknown.json()["error"]
 
 
 def test_an_unknown_dataset_gets_400_naming_the_dataset_field(server):

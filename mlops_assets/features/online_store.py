@@ -87,8 +87,13 @@ def _publication(data: dict) -> Publication:
 class SQLiteOnlineStore(OnlineStore):
     """One table per publication, ``WITHOUT ROWID`` keyed by entity id; a pointer table names the current one.
 
-    A reader keeps the pointers in memory: a read is one indexed statement (see ``read``).
+    Each thread reads through a connection of its own, kept open, read-only and memory-mapped
+    (a page is a memory access, not a ``pread``), with the pointers and the statement for
+    each (dataset, views) prepared once: a read is one indexed statement (see ``read``).
     """
+
+    #: Bytes of the database file each reader maps (address space, not memory: pages are shared with the OS cache).
+    MMAP_BYTES = 1 << 30
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -110,6 +115,8 @@ class SQLiteOnlineStore(OnlineStore):
         local = self._local
         if getattr(local, "con", None) is None:
             local.con, local.pointers, local.queries = self._connect(), None, {}
+            local.con.execute(f"PRAGMA mmap_size={self.MMAP_BYTES}")
+            local.con.execute("PRAGMA query_only=1")
         if reload or local.pointers is None:
             local.pointers, local.queries = {}, {}
             for dataset, view, body in local.con.execute("SELECT dataset, view, body FROM publications"):
@@ -157,30 +164,35 @@ class SQLiteOnlineStore(OnlineStore):
         pointer fails with "no such table": then the pointers are reloaded and the read
         repeated. A view never seen is looked up again (it may have been published since).
         """
-        con, pointers = self._reader()
-        if any((dataset, v) not in pointers for v in views):
-            con, pointers = self._reader(reload=True)
+        local = self._local
+        prepared = local.queries.get((dataset, tuple(views))) if getattr(local, "con", None) is not None else None
+        if prepared is None:
+            prepared = self._prepare(dataset, views, reload=False)
         try:
-            return self._read(con, pointers, dataset, views, entity_id)
+            return self._read(local.con, prepared, entity_id)
         except sqlite3.OperationalError:
-            con, pointers = self._reader(reload=True)
-            return self._read(con, pointers, dataset, views, entity_id)
+            return self._read(local.con, self._prepare(dataset, views, reload=True), entity_id)
 
-    def _read(self, con, pointers, dataset, views, entity_id):
+    def _prepare(self, dataset, views, reload):
+        """(statement reading every published view, each view's publication or None), kept when all are published."""
+        con, pointers = self._reader(reload)
+        if not reload and any((dataset, v) not in pointers for v in views):
+            con, pointers = self._reader(reload=True)
         found = [pointers.get((dataset, v)) for v in views]
-        out: list = [None] * len(views)
         live = [(i, p) for i, p in enumerate(found) if p is not None]
-        if not live:
-            return out
-        cache_key = (dataset, tuple(views))
-        query = self._local.queries.get(cache_key)
-        if query is None:
-            query = " UNION ALL ".join(f'SELECT {i}, payload FROM "{p.key}" WHERE entity = ?1' for i, p in live)
-            self._local.queries[cache_key] = query
-        for i, p in live:
-            out[i] = (p, None)
-        for i, payload in con.execute(query, (str(entity_id),)):
-            out[i] = (found[i], payload)
+        query = " UNION ALL ".join(f'SELECT {i}, payload FROM "{p.key}" WHERE entity = ?1' for i, p in live)
+        prepared = (query, found, [None if p is None else (p, None) for p in found])
+        if len(live) == len(views):
+            self._local.queries[(dataset, tuple(views))] = prepared
+        return prepared
+
+    @staticmethod
+    def _read(con, prepared, entity_id):
+        query, found, empty = prepared
+        out = list(empty)  # each view's publication with no payload: the entity is unknown there
+        if query:
+            for i, payload in con.execute(query, (entity_id,)):
+                out[i] = (found[i], payload)
         return out
 
     def remove_dataset(self, dataset):

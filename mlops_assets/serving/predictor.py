@@ -6,9 +6,12 @@ and calls it from its HTTP endpoints; everything here is plain Python and asynci
 The request path, for each record:
 
 1. read the dataset's :class:`DatasetDeployment` snapshot once;
-2. refuse values of free-text columns the champion never saw in training (400);
-3. complete the record (:meth:`Predictor.complete_record`: the place where online
-   features for an entity will be looked up);
+2. complete the records (:meth:`Predictor.complete_records`): features a record leaves out
+   are fetched from the online feature store by its entity id, in one read per request,
+   off the event loop; features sent inline win. What is still missing is refused: 400
+   without an entity id, 404 for an entity the store does not know, 422 for values
+   missing or older than their view's TTL;
+3. refuse values of free-text columns the champion never saw in training (400);
 4. route by the sticky hash of the experiment id and the entity id;
 5. score through the variant's micro-batcher (one model call for concurrent requests);
 6. queue the log row and count the metrics; in shadow mode, score the challenger after
@@ -24,16 +27,20 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from mlops_assets.config import DatasetConfig
 from mlops_assets.errors import PlatformError
+from mlops_assets.features.serving import EntityFeatures, FeatureLookupError
+from mlops_assets.features.store import FeatureStore
 from mlops_assets.serving.batching import ScoringError
 from mlops_assets.serving.deployment import DatasetDeployment, ScoringModel, alias_versions, load_scoring_model
 from mlops_assets.serving.experiment_report import ExperimentReport, build_report
@@ -62,6 +69,20 @@ class InvalidRecordError(PlatformError, ValueError):
     def __init__(self, message: str, details: list[dict]) -> None:
         super().__init__(message)
         self.details = details
+
+
+class FeaturesUnavailableError(PlatformError, LookupError):
+    """Features a record left out are not in the online store: 404 (unknown entity) or 422 (missing, expired)."""
+
+    def __init__(self, message: str, details: list[dict], status: int) -> None:
+        super().__init__(message)
+        self.details = details
+        self.status = status
+
+
+def _loc(location: tuple, index: int, column: str) -> list:
+    """Where a record's column sits in the body: ``records`` (a batch) adds the record's index."""
+    return [*location, index, column] if location[-1] == "records" else [*location, column]
 
 
 @dataclass(frozen=True)
@@ -102,6 +123,9 @@ class Predictor:
         self.writer = PredictionLogWriter(self.engine, flush_interval=options.log_flush_interval_s)
         self.deployments: dict[str, DatasetDeployment] = {
             c.name: DatasetDeployment(c, None, None, None, problem="not loaded yet") for c in configs}
+        # The online store (SQLite under MLOPS_HOME, or MLOPS_ONLINE_STORE) is opened on the first lookup.
+        self.features = {c.name: EntityFeatures(c, FeatureStore(c, home=settings.home)) for c in configs}
+        self._lookups = ThreadPoolExecutor(max_workers=2, thread_name_prefix="feature-lookup")
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
         self._shadow_tasks: set[asyncio.Task] = set()
@@ -123,6 +147,9 @@ class Predictor:
         if self._watcher.is_alive():
             self._watcher.join(5)
         self.engine.dispose()
+        self._lookups.shutdown(wait=True)
+        for features in self.features.values():
+            features.store.close()
 
     # Requests -------------------------------------------------------------------------------
     def deployment(self, dataset: str) -> DatasetDeployment:
@@ -133,13 +160,24 @@ class Predictor:
             raise NotServedError(deployment.problem or f"dataset {dataset!r} has no champion loaded")
         return deployment
 
-    def complete_record(self, deployment: DatasetDeployment, entity_id: str | None, record: dict) -> dict:
-        """The record as the model will score it.
+    async def complete_records(self, deployment: DatasetDeployment, entity_ids: Sequence[str | None],
+                               records: list[dict], location: tuple = ("record",)) -> list[dict]:
+        """The records as the model will score them: what each left out, fetched by its entity id.
 
-        Requests carry every raw feature today, so this returns them as they are. The
-        online feature store plugs in here: fill what the request lacks for ``entity_id``.
+        ``records`` hold only the fields the client sent (a null sent inline wins over the
+        store). Records that carry every feature cost nothing here; the others are read
+        from the online store in one call, in a thread: a Redis round trip or a cold SQLite
+        page must not stall the event loop, which serves every other request.
         """
-        return record
+        features = self.features[deployment.config.name]
+        if not any(features.absent(r) for r in records):
+            return records
+        call = functools.partial(features.complete_many, records, list(entity_ids))
+        outcomes = await asyncio.get_running_loop().run_in_executor(self._lookups, call)
+        failed = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, FeatureLookupError)]
+        if failed:
+            raise _lookup_refusal(failed, location)
+        return [o.values for o in outcomes]  # type: ignore[union-attr]
 
     def _check_values(self, deployment: DatasetDeployment, records: Sequence[dict], location: tuple) -> None:
         champion = deployment.champion
@@ -151,8 +189,7 @@ class Predictor:
             for column, value in champion.unknown_values(record):
                 known = sorted(champion.learned_values[column])
                 quoted = ", ".join(repr(v) for v in known[:QUOTED_VALUES]) + (", ..." if len(known) > QUOTED_VALUES else "")
-                loc = [*location, index, column] if location[-1] == "records" else [*location, column]
-                details.append({"type": "unknown_value", "loc": loc, "msg": (
+                details.append({"type": "unknown_value", "loc": _loc(location, index, column), "msg": (
                     f"Input should be one of the {len(known)} values {champion.name} version {champion.version} "
                     f"was trained on: {quoted}")})
         if details:
@@ -166,17 +203,19 @@ class Predictor:
             variant = assign(experiment.id, entity_id or request_id, experiment.challenger_share)
         model = deployment.challenger if variant == CHALLENGER else deployment.champion
         assert model is not None
-        return _Routed(request_id, entity_id, self.complete_record(deployment, entity_id, record), variant, model)
+        return _Routed(request_id, entity_id, record, variant, model)
 
     async def predict(self, dataset: str, records: list[dict], location: tuple = ("record",)) -> list[Answer]:
-        """Score records of one dataset (each a dict of raw features plus ``entity_id``).
+        """Score records of one dataset (each a dict of the raw features sent, plus ``entity_id``).
 
         ``location`` is the path of the record(s) in the request body, for error messages.
         """
         started = time.perf_counter()
         deployment = self.deployment(dataset)
+        entity_ids = [record.pop("entity_id", None) for record in records]
+        records = await self.complete_records(deployment, entity_ids, records, location)
         self._check_values(deployment, records, location)
-        routed = [self._route(deployment, record.pop("entity_id", None), record) for record in records]
+        routed = [self._route(deployment, entity_id, record) for entity_id, record in zip(entity_ids, records)]
         if len(routed) == 1:
             outcomes: list = [await self._score(routed[0].model, routed[0].record)]
         else:
@@ -355,3 +394,26 @@ class Predictor:
         elif problems:
             problem = "; ".join(problems)
         return replace(deployment, champion=champion, challenger=challenger, problem=problem)
+
+
+def _lookup_refusal(failed: list[tuple[int, FeatureLookupError]], location: tuple) -> PlatformError:
+    """One error for every record that could not be completed, each missing feature named where it belongs.
+
+    No entity id is a malformed request (400, like pydantic's "Field required"); an entity the
+    store does not know is 404; a known entity whose values are missing or expired is 422.
+    """
+    unnamed = [(i, e) for i, e in failed if e.reason == "no_entity_id"]
+    if unnamed:
+        details = [{"type": "missing", "loc": _loc(location, i, f),
+                    "msg": "Field required: send it, or an entity_id to fetch it from the online feature store"}
+                   for i, e in unnamed for f in e.missing]
+        return InvalidRecordError(f"{len(details)} validation error(s): required feature(s) missing", details)
+    details = [{"type": e.reason, "loc": _loc(location, i, f),
+                "msg": f"no value for entity_id {e.entity_id!r}: " + (
+                    "the online store holds no features for it" if e.reason == "unknown_entity"
+                    else "missing or older than its view's TTL") + "; send it inline"}
+               for i, e in failed for f in e.missing]
+    status = 404 if all(e.reason == "unknown_entity" for _, e in failed) else 422
+    message = str(failed[0][1]) if len(failed) == 1 else (
+        f"{len(failed)} records cannot be completed from the online store (first: {failed[0][1]})")
+    return FeaturesUnavailableError(message, details, status)
