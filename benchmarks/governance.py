@@ -41,6 +41,20 @@ def timed(function, repeats: int) -> tuple[float, object]:
     return statistics.median(seconds), result
 
 
+def explain_over_http(settings, config, row, requests: int) -> float:
+    """Median seconds of ``POST /explain`` for one record, client to answer, on a running one-worker service."""
+    import httpx
+
+    from mlops_assets.serving import running_server
+
+    record = {name: (row[name].item() if hasattr(row[name], "item") else row[name])
+              for name in config.features if name not in config.derived_features}
+    body = {"dataset": config.name, "record": {**record, "entity_id": str(row[config.entity_column])}}
+    with running_server(settings, [config]) as server, httpx.Client(timeout=60) as client:
+        client.post(f"{server.url}/explain", json=body).raise_for_status()  # the first reads the background
+        return timed(lambda: client.post(f"{server.url}/explain", json=body).raise_for_status(), requests)[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -97,6 +111,7 @@ def main() -> None:
             row = subject.test.iloc[0]
             local_s, _ = timed(lambda: explain_record(subject.model.pipeline, config, subject.threshold, row,
                                                       background), max(3, repeats))
+            http_s = explain_over_http(settings, config, row, 5 if args.quick else 20)
 
             # Same resamples, one pair of attributes: our vectorised bootstrap vs fairlearn's own.
             pair = config.model_copy(update={"sensitive_attributes": ["gender", "region"],
@@ -120,6 +135,7 @@ def main() -> None:
         ("explanations total (importance + examples + plot)", explanations_s),
         ("card: render Markdown, HTML, JSON", card_s),
         ("one row explained on request", local_s),
+        ("one row explained over HTTP (POST /explain, median)", http_s),
     ]
     total = load_s * 3 + metrics_s + fairness_s + explanations_s + card_s
     print(f"churn example, {rows} rows ({len(subject.test)} test rows), {report.groups.shape[0]} sensitive groups; "

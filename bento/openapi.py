@@ -165,6 +165,7 @@ def build_document(configs: list[DatasetConfig], examples: dict[str, dict | None
         (schemas.ModelsResponse, "serialization"), (schemas.ExperimentReport, "serialization"),
         (schemas.ExperimentState, "serialization"), (schemas.DatasetModels, "serialization"),
     ]
+    models += governance_models(types)
     _, definitions = models_json_schema(models, ref_template=REF)
     components = definitions["$defs"]
 
@@ -255,6 +256,7 @@ def build_document(configs: list[DatasetConfig], examples: dict[str, dict | None
                                             "`mlops_prediction_score`, labelled by dataset, variant and model version.",
                              **_plain("Prometheus text format.")}},
     }
+    paths.update(governance_paths(configs, predict_examples))
     return {
         "openapi": "3.1.0",
         "info": {"title": TITLE, "version": package_version(), "description": description(configs),
@@ -263,11 +265,119 @@ def build_document(configs: list[DatasetConfig], examples: dict[str, dict | None
             {"name": "predictions", "description": "Score records with the served models."},
             {"name": "experiments", "description": "Outcomes, served versions and experiment statistics."},
             {"name": "admin", "description": "Change experiments and reload models (bearer token)."},
+            {"name": "governance", "description": "Explanations in plain words; approvals with roles "
+                                                  "(personal token). docs/governance.md."},
             {"name": "operations", "description": "Probes and metrics."},
         ],
         "paths": paths,
         "components": {"schemas": deepcopy(components), "securitySchemes": {"adminToken": {
-            "type": "http", "scheme": "bearer", "description": "the value of MLOPS_ADMIN_TOKEN on the server"}}},
+            "type": "http", "scheme": "bearer", "description": "the value of MLOPS_ADMIN_TOKEN on the server"},
+            **GOVERNANCE_SECURITY}},
+    }
+
+
+# Governance: POST /explain, GET and POST /approvals/{model}/{version} ---------------------------
+
+GOVERNANCE_SECURITY = {"personalToken": {
+    "type": "http", "scheme": "bearer",
+    "description": "your personal token from `mlops governance new-token NAME` (the roles file holds its hash)"}}
+
+GOVERNANCE_ERRORS = {
+    400: ("The body does not match the schema (`detail` names each field), or it is ambiguous (you hold several "
+          "deciding roles: give `role`). Nothing was recorded.",
+          {"error": "1 validation error for ApprovalRequest", "detail": [
+              {"type": "literal_error", "loc": ["decision"], "msg": "Input should be 'approve' or 'reject'",
+               "url": "https://errors.pydantic.dev/2.14/v/literal_error"}]}),
+    401: ("No personal token, or one that matches no one in the roles file. Nothing was recorded.",
+          {"error": "cannot approve churn_model v1: the token matches no one in configs/governance/roles.yaml; "
+                    "nothing recorded", "detail": []}),
+    403: ("The person may not make this decision: no deciding role, a role they do not hold, or a version they "
+          "trained when the roles file forbids approving one's own model. Nothing was recorded.",
+          {"error": "cannot approve churn_model v1: dave trained this version (as 'dave') and the roles file forbids "
+                    "approving one's own model (allow_self_approval: false); nothing recorded", "detail": []}),
+    404: ("No such model (dataset or registered model name) or version.",
+          {"error": "churn_model has no version '9' (versions: 1, 2); nothing recorded", "detail": []}),
+    409: ("The dataset has no roles file, so no one decides on its versions. Nothing was recorded.",
+          {"error": "cannot approve churn_model v1: dataset 'churn' has no roles file (governance.roles_file in its "
+                    "config), so no one can approve; nothing recorded", "detail": []}),
+    503: ("The approval ledger has been tampered with, cannot be reached, or the roles file cannot be read. "
+          "Nothing was recorded.",
+          {"error": "the approval ledger sqlite:///.../approvals.db has been tampered with: record #2 (carol approves "
+                    "churn_model v1) was altered after it was written. Nothing is recorded or promoted until it is "
+                    "restored from a backup", "detail": []}),
+}
+EXPLAIN_ERRORS = {
+    404: ("The dataset is not served, or its champion has no explanation background yet (materialize "
+          "`<dataset>/explanations`).",
+          {"error": "churn_model v2 has no explanation background yet: materialize churn/explanations for it "
+                    "(`mlops materialize`)", "detail": []}),
+}
+
+
+def _governance_errors(*codes: int, table: dict | None = None) -> dict:
+    table = table or GOVERNANCE_ERRORS
+    return {str(code): {"description": table[code][0], "content": {"application/json": {
+        "schema": {"$ref": REF.format(model="ErrorResponse")}, "example": table[code][1]}}} for code in codes}
+
+
+def governance_models(types: dict[str, Any]) -> list[tuple[type[BaseModel], str]]:
+    return [(schemas.explain_request_type(types["predict"]), "validation"), (schemas.ApprovalRequest, "validation"),
+            (schemas.Explanation, "serialization"), (schemas.ApprovalRecorded, "serialization"),
+            (schemas.ApprovalStatus, "serialization")]
+
+
+def governance_paths(configs: list[DatasetConfig], predict_examples: dict[str, dict]) -> dict:
+    first = configs[0]
+    model_parameter = {"name": "model", "in": "path", "required": True,
+                       "description": "the registered model (`churn_model`) or its dataset (`churn`)",
+                       "schema": {"type": "string", "enum": sorted(
+                           {n for c in configs for n in (c.name, c.registered_model_name)})}}
+    version_parameter = {"name": "version", "in": "path", "required": True,
+                         "description": "the registry version", "schema": {"type": "string", "pattern": "^[0-9]{1,9}$"},
+                         "example": "1"}
+    decision_examples = {
+        "approve": {"decision": "approve", "comment": "metrics and card reviewed"},
+        "reject": {"decision": "reject", "comment": "age bands need a second look"},
+        "in one of several roles": {"decision": "approve", "comment": "fairness within limits", "role": "risk_officer"},
+    }
+    explain = {
+        "operationId": "explain", "tags": ["governance"], "summary": "Explain one record in plain words",
+        "description": "The champion's score for the record, taken apart into what each raw input added to the "
+                       "average training score (sampled Shapley values; they add up to score - baseline), and a "
+                       "sentence a non-technical reader follows. Same body and checks as `POST /predict`; nothing is "
+                       "written to the prediction log. About 0.3 s per record; one at a time per worker.",
+        "requestBody": _body("ExplainRequest", predict_examples),
+        "responses": {**_ok("Explanation", "Score, contributions and the sentence.", {
+            "dataset": first.name, "entity_id": "example-1", "model_version": "1", "alias": "champion",
+            "score": 0.566, "label": 1, "threshold": 0.284, "baseline": 0.221,
+            "contributions": [{"feature": "tenure_months", "value": 5, "contribution": 0.18},
+                              {"feature": "contract_type", "value": "month_to_month", "contribution": 0.11}],
+            "sentence": "The score is high: 0.57 against the decision threshold 0.28 (the average over training rows "
+                        "is 0.22). It is higher than average mainly because tenure_months is 5 (+0.18) and "
+                        "contract_type is month_to_month (+0.11).",
+            "method": "Shapley values of the raw input columns, sampled: 16 feature orderings against up to 64 "
+                      "training rows (docs/governance.md, Explanations)"}),
+            **_error_responses(400, 413, 415), **_governance_errors(404, table=EXPLAIN_ERRORS)}}
+    return {
+        "/explain": {"post": explain},
+        "/approvals/{model}/{version}": {
+            "parameters": [model_parameter, version_parameter],
+            "get": {
+                "operationId": "approval_state", "tags": ["governance"], "summary": "A version's approval state",
+                "description": "Required roles, who approved (each person's latest decision on the version's current "
+                               "content), what is missing, who rejected, every decision, and whether the ledger is "
+                               "intact. Open, like `/models`.",
+                "responses": {**_ok("ApprovalStatus", "The state."), **_governance_errors(404, 503)}},
+            "post": {
+                "operationId": "decide", "tags": ["governance"], "security": [{"personalToken": []}],
+                "summary": "Approve or reject a version as yourself",
+                "description": "What `mlops approve|reject MODEL VERSION --comment ...` does: the same checks, then "
+                               "one append to the hash-chained ledger (committed before the answer), the MLflow tags, "
+                               "the Dagster event and the model card. Any refusal records nothing.",
+                "requestBody": _body("ApprovalRequest", decision_examples),
+                "responses": {**_ok("ApprovalRecorded", "Recorded; the version's state after it."),
+                              **_governance_errors(400, 401, 403, 404, 409, 503),
+                              **_error_responses(413, 415)}}},
     }
 
 

@@ -19,7 +19,7 @@ Field descriptions come from the column's ``description`` in the config.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import AllowInfNan, BaseModel, StrictBool, Strict, BeforeValidator, ConfigDict, Field, RootModel, create_model, model_validator
 from annotated_types import Ge, Le
@@ -303,3 +303,92 @@ __all__ = [
     "ScoredRecord", "ServedVersion", "StartExperiment", "StopExperiment", "record_model", "request_types",
     "required_features",
 ]
+
+
+# Governance: explanations and approvals ----------------------------------------------------
+
+def explain_request_type(predict: type[RootModel]) -> type[RootModel]:
+    """``POST /explain`` takes the body of ``POST /predict`` (a dataset and one record), checked the same way.
+
+    Built from the predict type's own record classes, so the API document has one
+    ``ChurnRecord`` and the two endpoints cannot drift apart.
+    """
+    annotation = predict.model_fields["root"].annotation
+    members = [annotation] if isinstance(annotation, type) else list(get_args(annotation))
+    explains = [create_model(
+        member.__name__.replace("PredictRequest", "ExplainRequest"), __config__=_STRICT,
+        dataset=(member.model_fields["dataset"].annotation,
+                 Field(..., description="the dataset (config name) whose champion explains this")),
+        record=(member.model_fields["record"].annotation, ...)) for member in members]
+    return _root("ExplainRequest", explains, "One record to explain.")
+
+
+class Contribution(BaseModel):
+    feature: str = Field(description="a raw input column, as the client sends it (derived features count under "
+                                     "the columns they are computed from)")
+    value: str | float | int | bool | None = Field(description="the record's value of it")
+    contribution: float = Field(description="what this value added to (or, negative, took from) the average "
+                                            "training score, in probability units")
+
+
+class Explanation(BaseModel):
+    dataset: str
+    entity_id: str | None
+    model_version: str = Field(description="the registry version explained: the champion")
+    alias: str = Field(description="the alias it serves under")
+    score: float = Field(description="probability of the positive class, as POST /predict answers it for the champion")
+    label: int = Field(description="1 when score >= threshold")
+    threshold: float
+    baseline: float = Field(description="the average score over the version's background training rows")
+    contributions: list[Contribution] = Field(description="one per raw input, largest effect first; they add up "
+                                                          "to score - baseline")
+    sentence: str = Field(description="the explanation in plain words")
+    method: str = Field(description="how the contributions were estimated")
+
+
+class ApprovalRequest(BaseModel):
+    model_config = _STRICT
+    decision: Literal["approve", "reject"]
+    comment: str = Field(min_length=1, max_length=2000, pattern=r"\S",
+                         description="why: recorded with the decision, shown on the model card")
+    role: str | None = Field(None, min_length=1, max_length=200,
+                             description="the role you decide in, needed only when you hold several deciding roles")
+
+
+class DecisionRecord(BaseModel):
+    seq: int = Field(description="the record's number in the ledger")
+    model: str
+    version: str
+    content_hash: str = Field(description="SHA-256 of the version's model files and threshold when decided")
+    person: str
+    role: str
+    decision: Literal["approve", "reject"]
+    comment: str
+    decided_at: str = Field(description="UTC, ISO 8601")
+    record_hash: str = Field(description="this record's link in the ledger's hash chain")
+
+
+class ApprovalStatus(BaseModel):
+    model: str = Field(description="the registered model")
+    version: str
+    status: Literal["not required", "pending", "approved", "rejected"]
+    summary: str = Field(description="the state in one line, as the model card and `mlops approve` show it")
+    required: list[str] = Field(description="roles that must approve before the version may become champion")
+    approvals: dict[str, list[str]] = Field(description="role -> people whose latest decision approves this content")
+    missing: list[str] = Field(description="required roles without an approval")
+    rejections: list[DecisionRecord] = Field(description="latest decisions that reject: any one blocks promotion")
+    stale: list[DecisionRecord] = Field(description="decisions made on other content (the model or threshold "
+                                                    "changed since): they do not count")
+    decisions: list[DecisionRecord] = Field(description="every decision on this version, oldest first")
+    ledger_intact: bool = Field(description="false when the ledger's hash chain or MLflow anchors show tampering")
+    ledger_problems: list[str]
+
+
+class ApprovalRecorded(BaseModel):
+    recorded: DecisionRecord
+    state: ApprovalStatus = Field(description="the version's approval state after this decision")
+    warnings: list[str] = Field(description="recorded, but not shown everywhere yet (Dagster UI, model card)")
+
+
+__all__ += ["ApprovalRecorded", "ApprovalRequest", "ApprovalStatus", "Contribution", "DecisionRecord",
+            "Explanation", "explain_request_type"]

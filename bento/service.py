@@ -19,9 +19,11 @@ import anyio.to_thread  # noqa: E402
 import bentoml  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
-from bento import http, schemas  # noqa: E402
+from bento import governance, http, schemas  # noqa: E402
 from mlops_assets.config import load_dataset_configs  # noqa: E402
 from mlops_assets.features.online_store import OnlineStoreError  # noqa: E402
+from mlops_assets.governance.online import Explainer  # noqa: E402
+from mlops_assets.governance.online import method as explanation_method  # noqa: E402
 from mlops_assets.serving.experiments import ExperimentError  # noqa: E402
 from mlops_assets.serving.metrics import serving_metrics  # noqa: E402
 from mlops_assets.serving.options import ServingOptions  # noqa: E402
@@ -39,6 +41,7 @@ CONFIGS = load_dataset_configs(SETTINGS.configs, require_source=False)  # servin
 OPTIONS = ServingOptions.from_env()
 TYPES = schemas.request_types(CONFIGS)
 PredictRequest, BatchRequest, FeedbackRequest = TYPES["predict"], TYPES["batch"], TYPES["feedback"]
+ExplainRequest = schemas.explain_request_type(PredictRequest)
 JSON = "application/json"
 # Answered with a message by _refusal; fields left out of a record are sent unset (exclude_unset): the
 # predictor fetches them from the online feature store by entity_id.
@@ -89,12 +92,17 @@ def _refusal(exc: Exception) -> Response | None:
     tracing={"excluded_urls": ["/predict", "/predict_batch", "/feedback"]},
 )
 @bentoml.asgi_app(http.routes, path="/", name="mlops_routes")
+@bentoml.asgi_app(governance.routes, path="/approvals", name="mlops_approvals")
 class MLOpsPredictor:
     """Scores records with the champion (or, in an experiment, the challenger) of the dataset each request names."""
 
     def __init__(self) -> None:
         self.predictor = Predictor(SETTINGS, CONFIGS, OPTIONS, serving_metrics())
         http.routes.state.predictor = self.predictor
+        governance.routes.state.predictor = self.predictor
+        self.explainer = Explainer(SETTINGS)
+        # An explanation scores ~10,000 rows: one at a time per worker, so predictions keep their share of the CPU.
+        self.explaining = anyio.CapacityLimiter(1)
         self.predictor.start_watching()
 
     @bentoml.on_shutdown
@@ -147,6 +155,31 @@ class MLOpsPredictor:
             return Response(http.error_body(f"no prediction of dataset {body.dataset!r} has {which}"),
                             status_code=404, media_type=JSON)
         return _json({"dataset": body.dataset, "matched": result.matched, "updated": result.updated})
+
+    @bentoml.api(route="/explain")
+    async def explain(self, request: ExplainRequest, /) -> schemas.Explanation:
+        """Why the champion scores this record as it does: each raw input's contribution, and a sentence."""
+        body = request.root
+        record = body.record.model_dump(exclude_unset=True)  # left-out features come from the online store
+        entity_id = record.pop("entity_id", None)
+        location = _location(body.dataset, "record")
+        try:
+            deployment = self.predictor.deployment(body.dataset)
+            (record,) = await self.predictor.complete_records(deployment, [entity_id], [record], location)
+            self.predictor._check_values(deployment, [record], location)
+            champion = deployment.champion
+            explanation = await anyio.to_thread.run_sync(self.explainer.explain, champion.served, record, entity_id,
+                                                         limiter=self.explaining)
+        except PREDICTION_ERRORS as exc:
+            return _refusal(exc)
+        except Exception as exc:  # noqa: BLE001 - governance refusals are answered; anything else is re-raised
+            answer = governance.refusal(exc)
+            if answer is None:
+                raise
+            return answer
+        return Response(governance.explanation_body(body.dataset, champion.version, champion.alias, explanation,
+                                                    explanation_method(champion.served.config)).model_dump_json(),
+                        media_type=JSON)
 
     @bentoml.api(route="/admin/experiment/start")
     async def start_experiment(self, request: schemas.StartExperiment, /) -> schemas.ExperimentState:

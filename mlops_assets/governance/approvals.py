@@ -39,7 +39,27 @@ AUTHOR_TAG = "trained_by"
 
 
 class ApprovalRefused(PlatformError, PermissionError):
-    """A decision that is not accepted; nothing was recorded."""
+    """A decision that is not accepted; nothing was recorded.
+
+    The subclasses say why, so the HTTP endpoint can answer 401, 403, 404 or 409
+    with the same message the CLI prints.
+    """
+
+
+class NotIdentified(ApprovalRefused):
+    """No token, or a token that matches no one in the roles file."""
+
+
+class NotPermitted(ApprovalRefused):
+    """A known person who may not make this decision: no deciding role, a role not held, their own model."""
+
+
+class UnknownVersion(ApprovalRefused, LookupError):
+    """The model has no such version."""
+
+
+class ApprovalsOff(ApprovalRefused):
+    """The dataset has no roles file, so no one can decide on its versions."""
 
 
 class PromotionRefused(PlatformError, PermissionError):
@@ -71,8 +91,8 @@ def model_version(settings: Settings, config: DatasetConfig, version: str):
             raise
     existing = sorted((int(v.version) for v in tracking.search_model_versions(f"name='{config.registered_model_name}'")))
     listed = ", ".join(map(str, existing)) or "none yet"
-    raise ApprovalRefused(f"{config.registered_model_name} has no version {version!r} (versions: {listed}); "
-                          "nothing recorded")
+    raise UnknownVersion(f"{config.registered_model_name} has no version {version!r} (versions: {listed}); "
+                         "nothing recorded")
 
 
 def content_hash(settings: Settings, config: DatasetConfig, version: str) -> str:
@@ -201,37 +221,37 @@ def record_decision(settings: Settings, config: DatasetConfig, version: str, tok
     what = f"{decision} {model} v{version}"
     policy = roles_policy(config)
     if policy is None:
-        raise ApprovalRefused(f"cannot {what}: dataset {config.name!r} has no roles file "
-                              "(governance.roles_file in its config), so no one can approve; nothing recorded")
+        raise ApprovalsOff(f"cannot {what}: dataset {config.name!r} has no roles file "
+                           "(governance.roles_file in its config), so no one can approve; nothing recorded")
     if not comment or not comment.strip():
         raise ApprovalRefused(f"cannot {what}: a comment is required (--comment 'why'); nothing recorded")
     if not token:
-        raise ApprovalRefused(f"cannot {what}: no token given (set MLOPS_TOKEN, or paste it when asked); nothing recorded")
+        raise NotIdentified(f"cannot {what}: no token given (set MLOPS_TOKEN, or paste it when asked); nothing recorded")
     person = policy.identify(token)
     if person is None:
-        raise ApprovalRefused(f"cannot {what}: the token matches no one in {policy.path}; nothing recorded")
+        raise NotIdentified(f"cannot {what}: the token matches no one in {policy.path}; nothing recorded")
     deciding = [r for r in person.roles if r in policy.deciding_roles]
     if role is not None:
         if role not in person.roles:
-            raise ApprovalRefused(f"cannot {what}: {person.name} does not hold the role {role!r} "
-                                  f"(holds {list(person.roles)}); nothing recorded")
+            raise NotPermitted(f"cannot {what}: {person.name} does not hold the role {role!r} "
+                               f"(holds {list(person.roles)}); nothing recorded")
         if role not in policy.deciding_roles:
-            raise ApprovalRefused(f"cannot {what}: role {role!r} does not decide on models; deciding roles: "
-                                  f"{list(policy.deciding_roles)}; nothing recorded")
+            raise NotPermitted(f"cannot {what}: role {role!r} does not decide on models; deciding roles: "
+                               f"{list(policy.deciding_roles)}; nothing recorded")
         chosen = role
     elif len(deciding) == 1:
         chosen = deciding[0]
     elif not deciding:
-        raise ApprovalRefused(f"cannot {what}: {person.name} holds {list(person.roles)}, and decisions need one of "
-                              f"{list(policy.deciding_roles)}; nothing recorded")
+        raise NotPermitted(f"cannot {what}: {person.name} holds {list(person.roles)}, and decisions need one of "
+                           f"{list(policy.deciding_roles)}; nothing recorded")
     else:
         raise ApprovalRefused(f"cannot {what}: {person.name} holds several deciding roles {deciding}; "
-                              "say which with --role; nothing recorded")
+                              "say which with --role (the \"role\" field over HTTP); nothing recorded")
     model_version(settings, config, version)  # exists, or refused naming the versions that do
     author = version_author(settings, config, version)
     if not policy.allow_self_approval and person.is_author(author):
-        raise ApprovalRefused(f"cannot {what}: {person.name} trained this version (as {author!r}) and the roles file "
-                              "forbids approving one's own model (allow_self_approval: false); nothing recorded")
+        raise NotPermitted(f"cannot {what}: {person.name} trained this version (as {author!r}) and the roles file "
+                           "forbids approving one's own model (allow_self_approval: false); nothing recorded")
     own = ledger is None
     ledger = ledger or open_ledger(settings)
     try:
