@@ -99,3 +99,22 @@ def test_a_study_run_is_not_a_model_run(in_home):
     (study,) = client.search_runs([run.info.experiment_id], "tags.run_kind = 'study'", max_results=1)
     result = CliRunner().invoke(main, ["reproduce", study.info.run_id])
     assert result.exit_code == 1 and "is a study run, not a model run" in result.output
+
+
+def test_the_model_card_and_drift_report_are_downloadable_from_the_versions_run(in_home, tmp_path):
+    import mlflow.artifacts
+
+    settings, _ = in_home
+    _, version, run = champion_run(settings)
+    reports = settings.dataset_reports("churn")
+    card = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="model_card",
+                                               dst_path=str(tmp_path / "card"), tracking_uri=settings.mlflow_tracking_uri)
+    for form in ("md", "html", "json"):
+        downloaded = tmp_path / "card" / "model_card" / f"model_card.{form}"
+        assert downloaded.read_bytes() == (reports / f"v{version.version}" / f"model_card.{form}").read_bytes()
+    drift = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="drift",
+                                                dst_path=str(tmp_path / "drift"), tracking_uri=settings.mlflow_tracking_uri)
+    html = sorted(p.name for p in (tmp_path / "drift" / "drift").glob("drift-*.html"))
+    assert html and all((reports / "drift" / name).read_bytes() == (tmp_path / "drift" / "drift" / name).read_bytes()
+                        for name in html)
+    assert card and drift

@@ -29,6 +29,7 @@ from mlops_assets.governance.gates import gate_results
 from mlops_assets.governance.human_sections import MISSING, SECTIONS, load_human_sections
 from mlops_assets.governance.lineage import alias_history, version_lineage
 from mlops_assets.settings import Settings
+from mlops_assets.training.registry import attach_to_version
 
 _METRIC_ORDER = ("roc_auc", "pr_auc", "log_loss", "brier", "accuracy", "precision", "recall", "f1")
 #: Version tags that carry a warning about the version (the experiments system writes the threshold one).
@@ -377,6 +378,8 @@ def render_html(card: dict, image_bytes) -> str:
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>")
 
+CARD_ARTIFACT_FOLDER = "model_card"  # the card's three forms among the training run's artifacts
+
 
 @dataclass(frozen=True)
 class CardFiles:
@@ -413,4 +416,6 @@ def write_card(settings: Settings, config: DatasetConfig, version: str,
     page.write_text(render_html(card, read))
     document = folder / "model_card.json"
     document.write_text(json.dumps(card, indent=2, default=str))
+    # The card also lives with the version's training run: the MLflow UI shows it beside the model.
+    attach_to_version(settings, config, version, [markdown, page, document], CARD_ARTIFACT_FOLDER)
     return CardFiles(markdown, page, document, render_markdown(card, data_uri), card)

@@ -11,10 +11,11 @@ from mlops_assets.monitoring.monitor import ModelUnderWatch, MonitoringReport
 from mlops_assets.monitoring.rules import drift_rules
 from mlops_assets.settings import Settings
 from mlops_assets.training.evaluation import Evaluation
-from mlops_assets.training.registry import load_version
+from mlops_assets.training.registry import attach_to_version, load_version
 
 GROUP = "monitoring"
 DRIFT_CHECK = "no_drift"
+DRIFT_ARTIFACT_FOLDER = "drift"  # each drift report of a version, among its training run's artifacts
 
 
 def performance_metadata(report: MonitoringReport) -> dict[str, dg.MetadataValue]:
@@ -76,6 +77,9 @@ def build_monitoring_assets(config: DatasetConfig, settings: Settings) -> list[d
                                 registered.decision_threshold)
         report, path = monitor_current_batch(config, training_set, model, settings.dataset_reports(name) / "drift",
                                              context.run.run_id)
+        # The report also lives with the version's training run (MLflow UI, download_artifacts).
+        attach_to_version(settings, config, registered.version, [path, path.with_suffix(".json")],
+                          DRIFT_ARTIFACT_FOLDER)
         drift = report.drift
         context.log.info(f"{name}: {drift.summary()} (report: {path})")
         return dg.MaterializeResult(

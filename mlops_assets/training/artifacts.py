@@ -54,6 +54,15 @@ def local_artifact_root(settings: Settings) -> Path | None:
     return root if root.is_dir() else None
 
 
+def local_artifact_folder(artifact_uri: str, artifact_path: str = "") -> Path | None:
+    """The folder of a run's artifacts (or of one artifact path in it) on a local store; None for an object store."""
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme not in ("", "file"):
+        return None
+    folder = Path(parsed.path) / artifact_path
+    return folder if folder.is_dir() else None
+
+
 def _digest(path: Path) -> str:
     hasher = hashlib.sha256()
     with path.open("rb") as handle:

@@ -27,7 +27,7 @@ from mlops_assets.errors import PlatformError
 from mlops_assets.features.engineering import derive_features
 from mlops_assets.pipeline.gates import GATES_PASSED_TAG, failed_gates_in_tags
 from mlops_assets.settings import Settings
-from mlops_assets.training.artifacts import canonicalize_logged_model
+from mlops_assets.training.artifacts import canonicalize_logged_model, deduplicate, local_artifact_folder
 from mlops_assets.training.model_families import FAMILIES
 from mlops_assets.training.tracking import (
     EXPERIMENT_KIND_TAG,
@@ -257,3 +257,27 @@ def log_evaluation(settings: Settings, run_id: str, model_uri: str, metrics: dic
         for key, value in metrics.items()])
     for path in files:
         tracking.log_artifact(run_id, str(path), artifact_path="evaluation")
+
+
+def attach_to_version(settings: Settings, config: DatasetConfig, version: str, files: list[Path],
+                      artifact_path: str) -> str | None:
+    """Log report files (model card, drift report) as artifacts of the run that trained ``version``.
+
+    The MLflow UI then shows them beside the model, and ``mlflow.artifacts.download_artifacts``
+    returns them. Logged under ``artifact_path``, a file of the same name is replaced; on a
+    local store each file's bytes are stored once (artifacts.py): a card rendered again
+    unchanged costs nothing. Returns the run id, or None when the version is not registered.
+    """
+    tracking = client(settings)
+    try:
+        run_id = tracking.get_model_version(config.registered_model_name, version).run_id
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        return None
+    for path in files:
+        tracking.log_artifact(run_id, str(path), artifact_path=artifact_path)
+    folder = local_artifact_folder(tracking.get_run(run_id).info.artifact_uri, artifact_path)
+    if folder is not None:
+        deduplicate(settings, folder)
+    return run_id

@@ -9,21 +9,30 @@ Three things a plain ``mlflow.start_run`` does not give:
   platform prints selects model training (``experiment_url``).
 - **Names and descriptions a person can read** (``mlflow.runName``, ``mlflow.note.content``).
 - **Trials that cost little.** Each Optuna trial becomes a nested run, written after the
-  trial ends by a background thread in three store calls; the optimization loop only
-  enqueues. SQLite gets WAL mode with ``synchronous=NORMAL``: without it every commit
-  waits for ~3 fsyncs (~10 ms here) and a trial's run took 25-100 ms to record.
+  trial ends by a background thread; the optimization loop only enqueues. On a SQL
+  tracking store the finished run (row, tags, params, metrics, latest metrics) is one
+  transaction of five bulk inserts into MLflow's own tables: MLflow's ``create_run`` +
+  ``log_batch`` + ``set_terminated`` issue ~35 queries in 14 sessions for the same rows
+  (re-reading the experiment, the run and its inputs each time), 3-4x the time. A tracking
+  server over HTTP gets the three client calls. SQLite gets WAL mode with
+  ``synchronous=NORMAL``: without it every commit waits for ~3 fsyncs (~10 ms here).
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
+import uuid
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
+from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
@@ -34,8 +43,9 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
 DESCRIPTION_TAG = "mlflow.note.content"
 
+_FLOAT_MAX = 1.7976931348623157e308  # MLflow stores +-inf as the largest double
 _TRIAL_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
-_tuned_engines: set[int] = set()
+_tuned_engines: weakref.WeakSet = weakref.WeakSet()  # by object: ids are reused after a home's engine is gone
 
 
 def experiment_url(ui: str, experiment_id: str, run_id: str | None = None) -> str:
@@ -58,7 +68,7 @@ def speed_up_sqlite(client: MlflowClient) -> None:
     """
     store = client._tracking_client.store  # noqa: SLF001 - the engine is only reachable here
     engine = getattr(store, "engine", None)
-    if engine is None or engine.dialect.name != "sqlite" or id(engine) in _tuned_engines:
+    if engine is None or engine.dialect.name != "sqlite" or engine in _tuned_engines:
         return
     with engine.connect() as connection:
         connection.exec_driver_sql("PRAGMA journal_mode=WAL")
@@ -68,7 +78,7 @@ def speed_up_sqlite(client: MlflowClient) -> None:
         dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
     engine.dispose()  # pooled connections predate the listener
-    _tuned_engines.add(id(engine))
+    _tuned_engines.add(engine)
 
 
 def describe_experiment(client: MlflowClient, experiment_id: str, description: str) -> None:
@@ -108,6 +118,9 @@ class TrialRecorder:
         self.enqueue_seconds = 0.0
         self.written = 0
         speed_up_sqlite(client)
+        store = client._tracking_client.store  # noqa: SLF001 - a SQL store takes the one-transaction path
+        self._sql_store = store if isinstance(store, SqlAlchemyStore) else None
+        self._artifact_location = client.get_experiment(experiment_id).artifact_location
         self._thread = threading.Thread(target=self._drain, name="mlflow-trial-writer", daemon=True)
         self._thread.start()
 
@@ -130,7 +143,7 @@ class TrialRecorder:
                 self._errors.append(exc)
 
     def write(self, trial: TrialRecord) -> str:
-        """Three store calls: create (with tags), one batch of params and metrics, terminate."""
+        """The trial's finished run: one SQL transaction on a SQL store, else three client calls."""
         tags = {
             MLFLOW_PARENT_RUN_ID: self._parent,
             MLFLOW_RUN_NAME: f"{self._prefix}-trial-{trial.number:03d}",
@@ -138,16 +151,47 @@ class TrialRecorder:
             "optuna.state": trial.state,
             "optuna.worker": str(trial.worker),
             **trial.tags,
+            "optuna.value": str(trial.value),
         }
         if trial.error:
             tags["error"] = trial.error[:5000]
-        run = self._client.create_run(self._experiment_id, start_time=trial.start_ms, tags=tags)
         metrics = [Metric(f"validation_{trial.metric}", v, trial.end_ms, step) for step, v in sorted(trial.intermediate.items())]
         if trial.value is not None and not trial.intermediate:
             metrics.append(Metric(f"validation_{trial.metric}", trial.value, trial.end_ms, 0))
         metrics.append(Metric("duration_seconds", (trial.end_ms - trial.start_ms) / 1000, trial.end_ms, 0))
-        params = [Param(k, str(v)) for k, v in trial.params.items()]
-        self._client.log_batch(run.info.run_id, metrics=metrics, params=params, tags=[RunTag("optuna.value", str(trial.value))])
-        self._client.set_terminated(run.info.run_id, _TRIAL_STATUS.get(trial.state, "FAILED"), end_time=trial.end_ms)
+        params = {k: str(v) for k, v in trial.params.items()}
+        status = _TRIAL_STATUS.get(trial.state, "FAILED")
+        if self._sql_store is not None:
+            run_id = self._insert_run(trial, tags, params, metrics, status)
+        else:
+            run_id = self._client.create_run(self._experiment_id, start_time=trial.start_ms, tags=tags).info.run_id
+            self._client.log_batch(run_id, metrics=metrics, params=[Param(k, v) for k, v in params.items()])
+            self._client.set_terminated(run_id, status, end_time=trial.end_ms)
         self.written += 1
-        return run.info.run_id
+        return run_id
+
+    def _insert_run(self, trial: TrialRecord, tags: dict[str, str], params: dict[str, str], metrics: list[Metric],
+                    status: str) -> str:
+        """The rows ``create_run`` + ``log_batch`` + ``set_terminated`` would leave, in one transaction."""
+        run_id = uuid.uuid4().hex
+        run = {"run_uuid": run_id, "name": tags[MLFLOW_RUN_NAME], "source_type": "UNKNOWN", "source_name": "",
+               "entry_point_name": "", "user_id": "unknown", "status": status, "start_time": trial.start_ms,
+               "end_time": trial.end_ms, "deleted_time": None, "source_version": "", "lifecycle_stage": "active",
+               "artifact_uri": f"{self._artifact_location.rstrip('/')}/{run_id}/artifacts",
+               "experiment_id": int(self._experiment_id)}
+        metric_rows = [{"key": m.key, "value": 0.0 if math.isnan(m.value) else max(min(m.value, _FLOAT_MAX), -_FLOAT_MAX),
+                        "timestamp": m.timestamp, "step": m.step, "is_nan": math.isnan(m.value), "run_uuid": run_id}
+                       for m in metrics]
+        latest: dict[str, dict] = {}
+        for row in metric_rows:  # MLflow's latest value: highest (step, timestamp, value)
+            kept = latest.get(row["key"])
+            if kept is None or (row["step"], row["timestamp"], row["value"]) >= (kept["step"], kept["timestamp"], kept["value"]):
+                latest[row["key"]] = row
+        with self._sql_store.engine.begin() as connection:
+            connection.execute(sa.insert(SqlRun.__table__), run)
+            connection.execute(sa.insert(SqlTag.__table__), [{"key": k, "value": v, "run_uuid": run_id} for k, v in tags.items()])
+            if params:
+                connection.execute(sa.insert(SqlParam.__table__), [{"key": k, "value": v, "run_uuid": run_id} for k, v in params.items()])
+            connection.execute(sa.insert(SqlMetric.__table__), metric_rows)
+            connection.execute(sa.insert(SqlLatestMetric.__table__), list(latest.values()))
+        return run_id
