@@ -166,7 +166,9 @@ def _served(model: ScoringModel | None) -> schemas.ServedVersion | None:
         return None
     return schemas.ServedVersion(alias=model.alias, version=model.version, run_id=model.served.run_id,
                                  threshold=model.threshold, loaded_at=model.loaded_at,
-                                 learned_values={k: len(v) for k, v in model.learned_values.items()})
+                                 learned_values={k: len(v) for k, v in model.learned_values.items()},
+                                 inference_path=model.inference.name, inference_runtime=model.inference.runtime,
+                                 inference_check=model.inference.reason)
 
 
 def dataset_models(deployment: DatasetDeployment) -> schemas.DatasetModels:

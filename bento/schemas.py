@@ -244,6 +244,9 @@ class ServedVersion(BaseModel):
     threshold: float
     loaded_at: dt.datetime
     learned_values: dict[str, int] = Field(description="free-text columns checked against training: values known")
+    inference_path: str = Field(description="compiled (verified against the sklearn pipeline) or sklearn")
+    inference_runtime: str = Field(description="what scores the version: Treelite GTIL, a numpy dot product, sklearn")
+    inference_check: str = Field(description="the verification result, or why the version is served by sklearn")
 
 
 class ExperimentState(BaseModel):

@@ -137,7 +137,11 @@ def test_health_readiness_and_metrics_endpoints_answer(server):
     assert metrics.status_code == 200
     assert "bentoml_service_request_total" in metrics.text
     served = httpx.get(f"{running.url}/models", timeout=10).json()
-    assert served["datasets"]["churn"]["champion"]["version"] == "1"
+    champion = served["datasets"]["churn"]["champion"]
+    assert champion["version"] == "1"
+    # The churn champion (histogram boosting) is served compiled, verified on its test split at load.
+    assert champion["inference_path"] == "compiled", champion["inference_check"]
+    assert champion["inference_runtime"].startswith("treelite") and "matches sklearn" in champion["inference_check"]
 
 
 def test_serving_without_a_champion_fails_fast_with_a_message(tmp_path, churn_config_dir):

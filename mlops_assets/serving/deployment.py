@@ -10,20 +10,26 @@ and that version is named in the answer.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
-from mlops_assets.config import NUMERIC_TYPES, DatasetConfig
+from mlops_assets.config import DatasetConfig
 from mlops_assets.serving.batching import MicroBatcher
 from mlops_assets.serving.experiments import Experiment
 from mlops_assets.settings import Settings
-from mlops_assets.training.registry import ServedModel, alias_version, load_version
+from mlops_assets.training.compiled import VERIFICATION_ARTIFACT, InferencePath, choose_inference_path
+from mlops_assets.training.registry import ServedModel, alias_version, load_version, record_inference_path
+
+logger = logging.getLogger("mlops.serving")
 
 
 def raw_feature_columns(config: DatasetConfig) -> list[str]:
@@ -105,9 +111,9 @@ class ScoringModel:
     alias: str
     served: ServedModel
     raw_columns: list[str]
-    numeric_columns: list[str]
     learned_values: dict[str, frozenset[str]]
     loaded_at: dt.datetime
+    inference: InferencePath
     example: dict | None = None
     batcher: MicroBatcher = field(init=False, repr=False)
     max_batch_size: int = 128
@@ -128,11 +134,11 @@ class ScoringModel:
         return self.served.decision_threshold
 
     def score_records(self, records: Sequence[dict]) -> np.ndarray:
-        frame = pd.DataFrame.from_records(records, columns=self.raw_columns)
-        for column in self.numeric_columns:
-            if frame[column].dtype == object:  # a null in the batch: None -> NaN, as in training
-                frame[column] = frame[column].astype(float)
-        return self.served.score(frame)
+        """The compiled form when it was verified for this version, else the sklearn pipeline."""
+        compiled = self.inference.compiled
+        if compiled is not None:
+            return compiled.score_records(records)
+        return self.served.score_records(records)
 
     def unknown_values(self, record: dict) -> list[tuple[str, object]]:
         """(column, value) pairs of free-text columns holding a value this version never saw in training."""
@@ -140,8 +146,39 @@ class ScoringModel:
                 if record.get(column) is not None and record[column] not in known]
 
 
+def verification_records(settings: Settings, served: ServedModel) -> list[dict]:
+    """The records the version's evaluation verified its compiled form on (empty when it logged none)."""
+    import mlflow
+
+    try:
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        path = mlflow.artifacts.download_artifacts(run_id=served.run_id, artifact_path=VERIFICATION_ARTIFACT)
+        return json.loads(Path(path).read_text())
+    except Exception:
+        return []
+
+
+def serving_inference_path(settings: Settings, served: ServedModel, compiled: bool = True) -> InferencePath:
+    """Verify the compiled form again, here, on the version's records; fall back to sklearn, and say so."""
+    if not compiled:
+        path = InferencePath(None, "compiled scoring is switched off (MLOPS_COMPILED_SCORING=0)")
+    else:
+        records = verification_records(settings, served)
+        path = (choose_inference_path(served.config, served.pipeline, served.score_records, records,
+                                      served.decision_threshold) if records
+                else InferencePath(None, "no verification records were logged with this version"))
+    if path.compiled is None:
+        logger.warning("%s v%s is served by the sklearn pipeline: %s", served.config.registered_model_name,
+                       served.version, path.reason)
+        if compiled:
+            record_inference_path(settings, served.config, served.version, path)
+    else:
+        logger.info("%s v%s is served compiled: %s", served.config.registered_model_name, served.version, path.reason)
+    return path
+
+
 def load_scoring_model(settings: Settings, config: DatasetConfig, alias: str, version: str,
-                       max_batch_size: int = 128) -> ScoringModel:
+                       max_batch_size: int = 128, compiled: bool = True) -> ScoringModel:
     served = load_version(settings, config, version)
     # Columns whose values the config does not list are checked against the vocabulary the model learned.
     open_columns = {name for name in raw_feature_columns(config)
@@ -150,8 +187,8 @@ def load_scoring_model(settings: Settings, config: DatasetConfig, alias: str, ve
                for column, values in learned_categories(served.pipeline).items() if column in open_columns}
     return ScoringModel(
         alias=alias, served=served, raw_columns=raw_feature_columns(config),
-        numeric_columns=[c for c in raw_feature_columns(config) if config.columns[c].type in NUMERIC_TYPES],
         learned_values=learned, loaded_at=dt.datetime.now(dt.timezone.utc), max_batch_size=max_batch_size,
+        inference=serving_inference_path(settings, served, compiled),
         example=example_record(settings, config, version),
     )
 

@@ -129,6 +129,9 @@ def build_training_assets(config: DatasetConfig, settings: Settings) -> list[dg.
             "calibration": dg.MetadataValue.md(png_markdown(result.plots["calibration"].read_bytes(), "calibration")),
             "plots_folder": dg.MetadataValue.path(str(result.plots["roc"].parent)),
         }
+        if result.inference:
+            metadata["inference_path"] = dg.MetadataValue.text(
+                f"{result.inference['inference_path']}: {result.inference['inference_check']}")
         if result.comparison is not None:
             metadata["compared_with_champion"] = dg.MetadataValue.text(f"v{result.champion_version}")
             metadata["comparison_summary"] = dg.MetadataValue.text(result.comparison_summary)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import time
-import shutil
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,13 @@ from mlops_assets.training.registry import (  # noqa: E402
     load_version,
     log_evaluation,
     register_version,
+    ServedModel,
+)
+from mlops_assets.training.compiled import (  # noqa: E402
+    VERIFICATION_ARTIFACT,
+    InferencePath,
+    choose_inference_path,
+    verification_records,
 )
 
 
@@ -163,6 +171,7 @@ class Evaluation:
     champion_version: str | None = None
     threshold_warning: str | None = None
     artifact_storage: dict[str, int] | None = None
+    inference: dict[str, str] = field(default_factory=dict)
 
 
 def compare_with_champion(settings: Settings, config: DatasetConfig, test: pd.DataFrame, y_test: np.ndarray,
@@ -196,6 +205,20 @@ def name_run_and_parent(settings: Settings, config: DatasetConfig, run_id: str, 
                                             for k in ("roc_auc", "pr_auc", "brier", "accuracy")])
 
 
+def check_inference_path(settings: Settings, config: DatasetConfig, pipeline, test: pd.DataFrame,
+                         logged: LoggedModel) -> InferencePath:
+    """Verify the compiled form on the test rows (with missing values and unseen categories added) and log
+    those records beside the model, so that the service verifies again on the same rows before serving it."""
+    records = verification_records(config, test)
+    reference = ServedModel(config, "", logged.run_id, logged.decision_threshold, pipeline).score_records
+    path = choose_inference_path(config, pipeline, reference, records, logged.decision_threshold)
+    with tempfile.TemporaryDirectory() as scratch:
+        file = Path(scratch) / Path(VERIFICATION_ARTIFACT).name
+        file.write_text(json.dumps(records, separators=(",", ":")))
+        client(settings).log_artifact(logged.run_id, str(file), artifact_path=str(Path(VERIFICATION_ARTIFACT).parent))
+    return path
+
+
 def evaluate_on_test(settings: Settings, config: DatasetConfig, training_set: pd.DataFrame, logged: LoggedModel,
                      version_tags: dict[str, str] | None = None) -> Evaluation:
     """Score the test split with the logged model, compare it with the champion, then register it.
@@ -218,11 +241,12 @@ def evaluate_on_test(settings: Settings, config: DatasetConfig, training_set: pd
     paths["roc"].write_bytes(plots.roc_png)
     paths["calibration"].write_bytes(plots.calibration_png)
     files = list(paths.values())
+    inference = check_inference_path(settings, config, pipeline, test, logged)
     # What other systems tagged the run with meanwhile (governance's fairness verdict) goes on the version too.
     run_tags = {k: v for k, v in client(settings).get_run(logged.run_id).data.tags.items()
                 if not k.startswith("mlflow.") and k != "run_kind"}
     tags = {**run_tags, **logged.version_tags, **{f"test_{k}": f"{v:.6g}" for k, v in metrics.items()},
-            **(version_tags or {})}
+            **inference.tags(), **(version_tags or {})}
     if comparison is not None:
         comparison_file = folder / "comparison_with_champion.json"
         comparison_file.write_text(json.dumps({"summary": comparison.summary, "metrics": comparison.as_dicts()},
@@ -252,4 +276,5 @@ def evaluate_on_test(settings: Settings, config: DatasetConfig, training_set: pd
                       comparison_summary=comparison.summary if comparison else None,
                       champion_version=champion_version, threshold_warning=logged.threshold_warning,
                       artifact_storage={"files": storage.files, "logical_bytes": storage.logical_bytes,
-                                        "stored_bytes": storage.stored_bytes})
+                                        "stored_bytes": storage.stored_bytes},
+                      inference=inference.tags())

@@ -8,6 +8,7 @@ target) and every version carries tags saying what it was built from.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
@@ -22,7 +23,7 @@ from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
-from mlops_assets.config import DatasetConfig
+from mlops_assets.config import NUMERIC_TYPES, DatasetConfig
 from mlops_assets.errors import PlatformError
 from mlops_assets.features.engineering import derive_features
 from mlops_assets.pipeline.gates import GATES_PASSED_TAG, failed_gates_in_tags
@@ -220,6 +221,15 @@ class ServedModel:
         features = derive_features(records, self.config)[self.config.model_features]
         return self.pipeline.predict_proba(features)[:, 1]
 
+    def score_records(self, records: Sequence[dict]) -> np.ndarray:
+        """The same for request records (dicts of raw feature values): the sklearn serving path."""
+        raw = [f for f in self.config.features if f not in self.config.derived_features]
+        frame = pd.DataFrame.from_records(records, columns=raw)
+        for column in raw:
+            if self.config.columns[column].type in NUMERIC_TYPES and frame[column].dtype == object:
+                frame[column] = frame[column].astype(float)  # a null in the batch: None -> NaN, as in training
+        return self.score(frame)
+
 
 def load_version(settings: Settings, config: DatasetConfig, version: str) -> ServedModel:
     tracking = client(settings)
@@ -281,3 +291,15 @@ def attach_to_version(settings: Settings, config: DatasetConfig, version: str, f
     if folder is not None:
         deduplicate(settings, folder)
     return run_id
+
+
+def record_inference_path(settings: Settings, config: DatasetConfig, version: str, path) -> None:
+    """Write how the version is scored (``InferencePath.tags``) on it, when that changed; never raises."""
+    try:
+        tracking = client(settings)
+        current = tracking.get_model_version(config.registered_model_name, version).tags
+        for key, value in path.tags().items():
+            if current.get(key) != value:
+                tracking.set_model_version_tag(config.registered_model_name, version, key, value)
+    except MlflowException:
+        pass  # the registry is unreachable: the service's log and GET /models still say it
