@@ -25,6 +25,7 @@ URI and Dagster storage from it: MLflow left to itself follows the current direc
 | ``MLOPS_MAX_BODY_BYTES`` | ``1048576`` | larger request bodies are answered 413 |
 | ``MLOPS_RELOAD_INTERVAL_S`` | ``10`` | how often each worker asks the registry whether an alias moved |
 | ``MLOPS_LOG_FLUSH_INTERVAL_S`` | ``0.2`` | how long a prediction waits, at most, to be written to the log |
+| ``MLOPS_COMPILED_SCORING`` | ``1`` | ``0`` serves every version through its sklearn pipeline instead of its verified compiled form |
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ COMMANDS = ["demo", "materialize", "serve", "ui", "mlflow-ui", "promote", "appro
 
 
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=120, **kwargs)
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=600, **kwargs)
 
 
 def test_mlops_lists_every_command():

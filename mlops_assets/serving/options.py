@@ -38,6 +38,8 @@ class ServingOptions:
     state_poll_interval_s: float = 1.0
     log_flush_interval_s: float = 0.2
     max_batch_size: int = 128
+    #: Serve versions through their verified compiled form (docs/serving.md); 0 keeps every version on sklearn.
+    compiled_scoring: bool = True
 
     @classmethod
     def from_env(cls) -> ServingOptions:
@@ -47,4 +49,5 @@ class ServingOptions:
             max_body_bytes=int(_number("MLOPS_MAX_BODY_BYTES", 1_048_576, 1024)),
             reload_interval_s=_number("MLOPS_RELOAD_INTERVAL_S", 10.0, 0.5),
             log_flush_interval_s=_number("MLOPS_LOG_FLUSH_INTERVAL_S", 0.2, 0.01),
+            compiled_scoring=os.environ.get("MLOPS_COMPILED_SCORING", "1").strip() not in ("0", "false", "no"),
         )

@@ -377,7 +377,8 @@ class Predictor:
             if version in loaded and loaded[version].alias == alias:
                 return loaded[version]
             try:
-                model = load_scoring_model(self.settings, config, alias, version, self.options.max_batch_size)
+                model = load_scoring_model(self.settings, config, alias, version, self.options.max_batch_size,
+                                           compiled=self.options.compiled_scoring)
             except Exception as exc:
                 problems.append(f"{config.registered_model_name} v{version} ('{alias}') failed to load: {exc}")
                 return current

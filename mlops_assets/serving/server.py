@@ -129,7 +129,7 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 20) -> None:
 
 @contextmanager
 def running_server(settings: Settings, configs: list[DatasetConfig], port: int | None = None,
-                   workers: int = 1, timeout: float = 120) -> Iterator[RunningServer]:
+                   workers: int = 1, timeout: float = 600) -> Iterator[RunningServer]:
     """A ready server for the duration of the block, stopped afterwards whatever happens."""
     settings.export()
     check_servable(settings, configs)
