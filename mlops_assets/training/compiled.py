@@ -227,7 +227,7 @@ class CompiledModel:
     runtime: str
     raw_columns: tuple[str, ...]
     numeric_columns: frozenset[str]
-    derived: tuple[tuple[str, str], ...]
+    derived: tuple[tuple[str, str, tuple[str, ...]], ...]  # (name, expression, the columns it reads)
     blocks: tuple[Block, ...]
     predict: Callable[[np.ndarray], np.ndarray]
 
@@ -240,8 +240,8 @@ class CompiledModel:
                 arrays[column] = np.array([nan if (v := r.get(column)) is None else float(v) for r in records])
             else:
                 arrays[column] = [r.get(column) for r in records]  # type: ignore[assignment]
-        for name, expression in self.derived:
-            values = evaluate(expression, {c: arrays[c] for c in expression_columns(expression)})
+        for name, expression, reads in self.derived:
+            values = evaluate(expression, {c: arrays[c] for c in reads})
             values = np.array(values, dtype=float, copy=True).reshape(len(records))
             values[np.isinf(values)] = np.nan
             arrays[name] = values
@@ -267,7 +267,8 @@ def compile_pipeline(config: DatasetConfig, pipeline: Pipeline) -> CompiledModel
     return CompiledModel(
         runtime=runtime, raw_columns=tuple(raw),
         numeric_columns=frozenset(c for c in raw if config.columns[c].type in NUMERIC_TYPES),
-        derived=tuple(config.derived_features.items()),
+        derived=tuple((name, expression, tuple(sorted(expression_columns(expression))))
+                      for name, expression in config.derived_features.items()),
         blocks=tuple(_prepare_blocks(prepare, set(config.categorical_features))),
         predict=predict,
     )
