@@ -146,7 +146,7 @@ class ScoringModel:
                 if record.get(column) is not None and record[column] not in known]
 
 
-def verification_records(settings: Settings, served: ServedModel) -> list[dict]:
+def logged_verification_records(settings: Settings, served: ServedModel) -> list[dict]:
     """The records the version's evaluation verified its compiled form on (empty when it logged none)."""
     import mlflow
 
@@ -163,7 +163,7 @@ def serving_inference_path(settings: Settings, served: ServedModel, compiled: bo
     if not compiled:
         path = InferencePath(None, "compiled scoring is switched off (MLOPS_COMPILED_SCORING=0)")
     else:
-        records = verification_records(settings, served)
+        records = logged_verification_records(settings, served)
         path = (choose_inference_path(served.config, served.pipeline, served.score_records, records,
                                       served.decision_threshold) if records
                 else InferencePath(None, "no verification records were logged with this version"))
