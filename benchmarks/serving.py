@@ -14,7 +14,13 @@ concurrent connections:
 - ours, ``ab``: a 90/10 experiment split by a hash of the entity id (the targets);
 - ours, ``shadow``: the champion answers, the challenger scores every request too;
 - bare BentoML (``benchmarks/bare_service.py``): one ``predict_proba`` per request;
-- ``mlflow models serve`` of the champion (the client computes the derived features).
+- ``mlflow models serve`` of the champion (the client computes the derived features);
+- ours, ``ab (sklearn path)``: the same A/B service with ``MLOPS_COMPILED_SCORING=0``, so
+  the same versions are scored by their sklearn pipelines instead of their verified
+  compiled forms (the compiled-scoring issue's side-by-side).
+
+In process, one record (and a batch of 64) is scored both ways by the champion the
+service loads: its verified compiled form and its sklearn pipeline.
 
 Any answer other than 200 counts as an error (a 503 shed by a batching queue too).
 
@@ -62,12 +68,15 @@ class Plan:
     mode: str
     duration_s: int  # wrk takes whole seconds
     warmup_s: int
+    in_process_calls: int
     records: int = 500
     server_start_timeout_s: float = 180.0
 
     @classmethod
     def for_mode(cls, quick: bool) -> Plan:
-        return cls("quick", duration_s=2, warmup_s=1) if quick else cls("full", duration_s=10, warmup_s=2)
+        if quick:
+            return cls("quick", duration_s=2, warmup_s=1, in_process_calls=500)
+        return cls("full", duration_s=10, warmup_s=2, in_process_calls=5000)
 
 
 @dataclass
@@ -96,6 +105,8 @@ def register_versions(settings, config) -> dict[str, str]:
     from mlops_assets.data.sources import load_source
     from mlops_assets.features.engineering import build_feature_table
     from mlops_assets.features.training_set import time_split
+    from mlops_assets.features.training_set import split_frame
+    from mlops_assets.training.evaluation import check_inference_path
     from mlops_assets.training.registry import ensure_experiment, register_version, set_alias
     from mlops_assets.training.train import fit_model, lineage_tags, log_training_run
 
@@ -108,8 +119,10 @@ def register_versions(settings, config) -> dict[str, str]:
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
         with mlflow.start_run(experiment_id=ensure_experiment(settings), run_name=f"benchmark-{alias}"):
             logged = log_training_run(settings, fitted, variant, rows, lineage_tags(rows, variant, fitted))
+        # As the evaluation asset does: verify the compiled form and log the records the service re-verifies on.
+        inference = check_inference_path(settings, variant, fitted.pipeline, split_frame(rows, "test"), logged)
         registered = register_version(settings, variant, logged.model_uri, logged.run_id, logged.decision_threshold,
-                                      logged.version_tags, f"benchmark {alias}")
+                                      {**logged.version_tags, **inference.tags()}, f"benchmark {alias}")
         set_alias(settings, config, alias, registered.version)
         versions[alias] = registered.version
     return versions, rows
@@ -126,21 +139,23 @@ def sample_records(config, rows: pd.DataFrame, count: int) -> list[dict]:
 
 @contextmanager
 def servers(settings, plan: Plan) -> Iterator[dict]:
-    """Ours, bare BentoML and mlflow on free ports, started together (their imports overlap), all stopped after."""
+    """Ours (compiled and sklearn scoring), bare BentoML and mlflow on free ports, started together (their imports overlap), all stopped after."""
     from mlops_assets.serving import RunningServer, free_port, serve_command, server_environment, stop_process_group
     from mlops_assets.serving import wait_ready
 
     bentoml = str(Path(sys.executable).with_name("bentoml"))
     mlflow = str(Path(sys.executable).with_name("mlflow"))
-    ports = {name: free_port() for name in ("ours", "bare", "mlflow")}
+    ports = {name: free_port() for name in ("ours", "ours_sklearn", "bare", "mlflow")}
     commands = {
         "ours": serve_command("127.0.0.1", ports["ours"]),
+        "ours_sklearn": serve_command("127.0.0.1", ports["ours_sklearn"]),
         "bare": [bentoml, "serve", "bare_service:BarePredictor", "--working-dir", str(PROJECT_ROOT / "benchmarks"),
                  "--host", "127.0.0.1", "--port", str(ports["bare"])],
         "mlflow": [mlflow, "models", "serve", "-m", f"models:/{DATASET}_model@champion", "--env-manager", "local",
                    "--host", "127.0.0.1", "--port", str(ports["mlflow"]), "--workers", str(WORKERS)],
     }
-    probes = {"ours": "/readyz", "bare": "/readyz", "mlflow": "/ping"}
+    probes = {"ours": "/readyz", "ours_sklearn": "/readyz", "bare": "/readyz", "mlflow": "/ping"}
+    only = {"ours_sklearn": {"MLOPS_COMPILED_SCORING": "0"}}
     # mlflow runs `exec uvicorn ...` through bash: without the venv's bin on PATH it is "not found".
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     environment = {**server_environment(settings, WORKERS), "PATH": path, "PYTHONPATH": str(PROJECT_ROOT),
@@ -151,7 +166,7 @@ def servers(settings, plan: Plan) -> Iterator[dict]:
         for name, command in commands.items():
             log_path = settings.home / "logs" / f"{name}.log"
             with log_path.open("w") as log:
-                process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=environment, stdout=log,
+                process = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**environment, **only.get(name, {})}, stdout=log,
                                            stderr=subprocess.STDOUT, start_new_session=True)
             running[name] = RunningServer(f"http://127.0.0.1:{ports[name]}", process, log_path)
         for name, server in running.items():
@@ -275,6 +290,12 @@ def model_columns(config, record: dict) -> dict:
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
 
 
+def served_paths(url: str) -> dict:
+    """Which scoring path each loaded version uses, as GET /models reports it."""
+    models = httpx.get(f"{url}/models", timeout=30).json()["datasets"][DATASET]
+    return {alias: models[alias]["inference_path"] for alias in ("champion", "challenger") if models.get(alias)}
+
+
 def admin(url: str, path: str, body: dict) -> dict:
     response = httpx.post(f"{url}{path}", json=body, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60)
     response.raise_for_status()
@@ -301,10 +322,12 @@ def settle_mode(url: str, bodies: list[str], mode: str, versions: dict[str, str]
 
 def check_scores(urls: dict[str, str], config, records: list[dict], ours_bodies: list[str], expected: np.ndarray) -> dict:
     """Every server answers 200 and the champion's probability for the same records (before any timing)."""
-    ours, bare, mlflow = [], [], []
+    ours, ours_sklearn, bare, mlflow = [], [], [], []
     with httpx.Client(timeout=30) as client:
         for record, body in zip(records[:20], ours_bodies[:20]):
             ours.append(client.post(f"{urls['ours']}/predict", content=body, headers=JSON_HEADERS).json()["score"])
+            ours_sklearn.append(client.post(f"{urls['ours_sklearn']}/predict", content=body,
+                                            headers=JSON_HEADERS).json()["score"])
             bare.append(client.post(f"{urls['bare']}/predict", content=body, headers=JSON_HEADERS).json()["score"])
             answer = client.post(f"{urls['mlflow']}/invocations", json={"dataframe_records": [model_columns(config, record)]})
             mlflow.append(float(answer.json()["predictions"][0][1]))
@@ -313,6 +336,54 @@ def check_scores(urls: dict[str, str], config, records: list[dict], ours_bodies:
     if max(diffs.values()) > 1e-9:
         raise RuntimeError(f"a server answers other scores than the champion in process: {diffs}")
     return {"records": 20, "max_abs_diff_vs_in_process": diffs}
+
+
+# In process: the two scoring paths of one version ------------------------------------------------
+
+@dataclass
+class InProcessRow:
+    path: str
+    records_per_call: int
+    calls: int
+    p50_us: float
+    p99_us: float
+
+
+def percentile_us(seconds: list[float], q: float) -> float:
+    return round(float(np.percentile(seconds, q)) * 1e6, 1)
+
+
+def in_process_rows(settings, config, records: list[dict], calls: int) -> tuple[list[InProcessRow], str]:
+    """The champion as the service loads it: its verified compiled form vs its sklearn pipeline, same records."""
+    from mlops_assets.serving.deployment import serving_inference_path
+    from mlops_assets.training.registry import load_champion
+
+    served = load_champion(settings, config)
+    inference = serving_inference_path(settings, served)
+    if inference.compiled is None:
+        raise RuntimeError(f"the champion is not served compiled: {inference.reason}")
+    paths = {"compiled": inference.compiled.score_records, "sklearn": served.score_records}
+    raw = [{k: v for k, v in r.items() if k != "entity_id"} for r in records]
+    rows = []
+    for size in (1, 64):
+        batches = [raw[i:i + size] for i in range(0, len(raw) - size + 1, size)] or [raw[:size]]
+        for name, score in paths.items():
+            for batch in batches[:20]:  # warm-up
+                score(batch)
+            timings = []
+            for i in range(calls if size == 1 else max(50, calls // 10)):
+                batch = batches[i % len(batches)]
+                before = time.perf_counter()
+                score(batch)
+                timings.append(time.perf_counter() - before)
+            rows.append(InProcessRow(name, size, len(timings), percentile_us(timings, 50), percentile_us(timings, 99)))
+    return rows, inference.reason
+
+
+def in_process_table(rows: list[InProcessRow]) -> str:
+    header = f"{'scoring path':<14} {'records/call':>12} {'calls':>6} {'p50 us':>9} {'p99 us':>9}"
+    return "\n".join([header, "-" * len(header)] + [
+        f"{r.path:<14} {r.records_per_call:>12} {r.calls:>6} {r.p50_us:>9.1f} {r.p99_us:>9.1f}" for r in rows])
 
 
 # Run --------------------------------------------------------------------------------------------
@@ -328,10 +399,14 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def targets(rows: list[Row]) -> list[dict]:
+SKLEARN_AB = "ours ab (sklearn path)"
+
+
+def targets(rows: list[Row], in_process: list[InProcessRow]) -> list[dict]:
     def row(system: str, clients: int) -> Row:
         return next(r for r in rows if r.system == system and r.clients == clients)
 
+    compiled_one = next(r for r in in_process if r.path == "compiled" and r.records_per_call == 1)
     ab64, ab1, bare1, mlflow64 = row("ours ab", 64), row("ours ab", 1), row("bare bentoml", 1), row("mlflow models serve", 64)
 
     def target(name: str, measured: float, goal: float, unit: str, met: bool) -> dict:
@@ -349,6 +424,13 @@ def targets(rows: list[Row]) -> list[dict]:
         target("64 clients: A/B + logging over mlflow models serve (about 5x)",
                round(ab64.requests_per_s / mlflow64.requests_per_s, 2), 5, "ratio",
                ab64.requests_per_s / mlflow64.requests_per_s >= 5),
+        # The compiled-scoring issue: the same A/B service, compiled scoring on (rows "ours ab").
+        target("compiled, in process: one record p99", compiled_one.p99_us, 100, "us (below)",
+               compiled_one.p99_us < 100),
+        target("compiled, 1 client, A/B + logging over HTTP: p50", ab1.p50_ms, 1.5, "ms (below)", ab1.p50_ms < 1.5),
+        target("compiled, 1 client, A/B + logging over HTTP: p99", ab1.p99_ms, 3, "ms (below)", ab1.p99_ms < 3),
+        target("compiled, 64 clients, A/B + logging: throughput no lower than the serving issue's 1800",
+               ab64.requests_per_s, 1800, "requests/s", ab64.requests_per_s >= 1800),
     ]
 
 
@@ -375,12 +457,9 @@ def run(plan: Plan, echo) -> dict:
         champion = load_champion(settings, config)
         expected = np.concatenate([champion.score(pd.DataFrame([{k: v for k, v in r.items() if k != "entity_id"}]))
                                    for r in records[:20]])
-        in_process = []
-        frame = pd.DataFrame([{k: v for k, v in records[0].items() if k != "entity_id"}])
-        for _ in range(200):
-            before = time.perf_counter()
-            champion.score(frame)
-            in_process.append(time.perf_counter() - before)
+        in_process, inference_reason = in_process_rows(settings, config, records, plan.in_process_calls)
+        echo(f"  in process, champion {versions['champion']} ({inference_reason}):")
+        echo("    " + in_process_table(in_process).replace("\n", "\n    "))
         setup_s = round(time.perf_counter() - started, 1)
         echo(f"  versions {versions} registered in {setup_s} s; starting the three servers ...")
         rows: list[Row] = []
@@ -390,8 +469,10 @@ def run(plan: Plan, echo) -> dict:
             start_s = round(time.perf_counter() - started - setup_s, 1)
             if config.experiment is not None:  # the shipped config declares one: single mode first
                 admin(urls["ours"], "/admin/experiment/stop", {"dataset": DATASET, "note": "benchmark: single first"})
-            settle_mode(urls["ours"], ours_bodies, "single", versions)
+            for name in ("ours", "ours_sklearn"):
+                settle_mode(urls[name], ours_bodies, "single", versions)
             check = check_scores(urls, config, records, ours_bodies, expected)
+            check["inference_paths"] = {name: served_paths(urls[name]) for name in ("ours", "ours_sklearn")}
             echo(f"  servers ready in {start_s} s; scores equal the in-process champion "
                  f"(max diff {max(check['max_abs_diff_vs_in_process'].values()):.1e})")
             modes = {}
@@ -405,6 +486,12 @@ def run(plan: Plan, echo) -> dict:
                 for clients in CLIENTS:
                     rows.append(measure(f"ours {mode}", urls["ours"], pids["ours"], "/predict", ours_bodies, clients, plan, Path(folder)))
                     echo(f"  {table(rows[-1:]).splitlines()[-1]}")
+                if mode == "ab":  # the same service and versions, scored by the sklearn pipelines
+                    settle_mode(urls["ours_sklearn"], ours_bodies, mode, versions)
+                    for clients in CLIENTS:
+                        rows.append(measure(SKLEARN_AB, urls["ours_sklearn"], pids["ours_sklearn"], "/predict",
+                                            ours_bodies, clients, plan, Path(folder)))
+                        echo(f"  {table(rows[-1:]).splitlines()[-1]}")
             for clients in CLIENTS:
                 rows.append(measure("bare bentoml", urls["bare"], pids["bare"], "/predict", ours_bodies, clients, plan, Path(folder)))
                 echo(f"  {table(rows[-1:]).splitlines()[-1]}")
@@ -432,10 +519,11 @@ def run(plan: Plan, echo) -> dict:
         "prediction_log": {"rows": len(logged), "shadow_rows": sum(1 for r in logged if r[0]),
                            "answers_counted_by_wrk": answered_by_ours,
                            "note": "rows also include warm-up, checks and requests in flight when wrk stopped"},
-        "model_in_process_p50_ms": round(float(np.median(in_process) * 1000), 3),
+        "in_process": {"version": versions["champion"], "inference_check": inference_reason,
+                       "results": [asdict(r) for r in in_process]},
         "wall_time_s": round(time.perf_counter() - started, 1),
         "results": [asdict(r) for r in rows],
-        "targets": targets(rows),
+        "targets": targets(rows, in_process),
     }
 
 
@@ -451,9 +539,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # every finally runs: no server outlives us
     result = run(plan, echo=lambda line: print(line, flush=True))
     rows = [Row(**r) for r in result["results"]]
+    print(f"\nin process, champion v{result['in_process']['version']} ({result['in_process']['inference_check']}):")
+    print(in_process_table([InProcessRow(**r) for r in result["in_process"]["results"]]))
     print(f"\nserving, {result['mode']} run: {plan.duration_s} s per point after {plan.warmup_s} s warm-up, "
-          f"{WORKERS} workers per server, OMP_NUM_THREADS=1; model alone in-process p50 "
-          f"{result['model_in_process_p50_ms']} ms")
+          f"{WORKERS} workers per server, OMP_NUM_THREADS=1; GET /models: "
+          f"{result['correctness']['inference_paths']}")
     print(table(rows))
     noisy = [f"{r.system}/{r.clients}: {r.other_cpu_cores}" for r in rows if r.other_cpu_cores >= 0.25]
     if noisy:
