@@ -107,7 +107,9 @@ async def state(request: Request) -> Response:
 
 
 async def _not_allowed(request: Request, exc: HTTPException) -> Response:
-    return error_response(405, f"{request.method} is not allowed on {request.url.path}: GET the state, POST a decision")
+    answer = error_response(405, f"{request.method} is not allowed on {request.url.path}: GET the state, POST a decision")
+    answer.headers["Allow"] = "GET, POST"  # RFC 9110: a 405 names the methods that are allowed
+    return answer
 
 
 routes = Starlette(

@@ -104,7 +104,7 @@ def _no_default_and(extra: dict[str, Any]):
 
 def required_features(config: DatasetConfig) -> list[str]:
     """The raw feature columns a record must carry when it names no entity_id (the non-nullable ones)."""
-    return [f for f in config.features if f not in config.derived_features and not config.columns[f].nullable]
+    return [f for f in config.request_features if not config.columns[f].nullable]
 
 
 def record_model(config: DatasetConfig, learned: dict[str, list[str]] | None = None) -> type[BaseModel]:

@@ -165,8 +165,7 @@ class MLOpsPredictor:
         location = _location(body.dataset, "record")
         try:
             deployment = self.predictor.deployment(body.dataset)
-            (record,) = await self.predictor.complete_records(deployment, [entity_id], [record], location)
-            self.predictor._check_values(deployment, [record], location)
+            (record,) = await self.predictor.prepared_records(deployment, [entity_id], [record], location)
             champion = deployment.champion
             explanation = await anyio.to_thread.run_sync(self.explainer.explain, champion.served, record, entity_id,
                                                          limiter=self.explaining)

@@ -481,6 +481,11 @@ class DatasetConfig(_Strict):
         return self.event_time or LOAD_TIME_COLUMN
 
     @property
+    def request_features(self) -> list[str]:
+        """The features a request (or a feature view) carries: every model feature that is not derived."""
+        return [f for f in self.features if f not in self.derived_features]
+
+    @property
     def numeric_features(self) -> list[str]:
         raw = [f for f in self.features if self.columns[f].type in NUMERIC_TYPES]
         return raw + list(self.derived_features)

@@ -20,7 +20,7 @@ from mlops_assets.settings import Settings
 def sample_requests(config: DatasetConfig, training_set: pd.DataFrame, count: int) -> list[dict]:
     """Real records from the newest test rows, as a client would send them (raw feature columns)."""
     test = split_frame(training_set, "test").tail(count)
-    raw_features = [f for f in config.features if f not in config.derived_features]
+    raw_features = config.request_features
     records = []
     for _, row in test.iterrows():
         record = {name: _plain(row[name]) for name in raw_features}

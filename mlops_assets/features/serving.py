@@ -55,7 +55,7 @@ class EntityFeatures:
         self.config = config
         self.store = store or FeatureStore(config)
         # The served model recomputes derived features from the raw ones, so those are what a record needs.
-        self.wanted = [f for f in config.features if f not in config.derived_features]
+        self.wanted = config.request_features
         self.required = frozenset(f for f in self.wanted if not config.columns[f].nullable)
 
     def absent(self, record: Mapping[str, Any], sent: Iterable[str] | None = None) -> list[str]:

@@ -27,14 +27,9 @@ from mlops_assets.serving.batching import MicroBatcher
 from mlops_assets.serving.experiments import Experiment
 from mlops_assets.settings import Settings
 from mlops_assets.training.compiled import VERIFICATION_ARTIFACT, InferencePath, choose_inference_path
-from mlops_assets.training.registry import ServedModel, alias_version, load_version, record_inference_path
+from mlops_assets.training.registry import ServedModel, alias_version, client, load_version, record_inference_path
 
 logger = logging.getLogger("mlops.serving")
-
-
-def raw_feature_columns(config: DatasetConfig) -> list[str]:
-    """The columns a request carries: the model features that are not derived."""
-    return [f for f in config.features if f not in config.derived_features]
 
 
 def learned_categories(pipeline: Pipeline) -> dict[str, list]:
@@ -82,7 +77,7 @@ def example_record(settings: Settings, config: DatasetConfig, version: str) -> d
         return None
     row = frame.iloc[0]
     record: dict = {}
-    for name in raw_feature_columns(config):
+    for name in config.request_features:
         if name not in row.index:
             return None
         value = row[name]
@@ -147,15 +142,19 @@ class ScoringModel:
 
 
 def logged_verification_records(settings: Settings, served: ServedModel) -> list[dict]:
-    """The records the version's evaluation verified its compiled form on (empty when it logged none)."""
+    """The records the version's evaluation verified its compiled form on (empty when it logged none).
+
+    Only a missing file means "none logged": a registry or store that fails is an error, not a fallback.
+    """
     import mlflow
 
-    try:
-        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-        path = mlflow.artifacts.download_artifacts(run_id=served.run_id, artifact_path=VERIFICATION_ARTIFACT)
-        return json.loads(Path(path).read_text())
-    except Exception:
+    tracking = client(settings)
+    folder = str(Path(VERIFICATION_ARTIFACT).parent)
+    if VERIFICATION_ARTIFACT not in {a.path for a in tracking.list_artifacts(served.run_id, folder)}:
         return []
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    path = mlflow.artifacts.download_artifacts(run_id=served.run_id, artifact_path=VERIFICATION_ARTIFACT)
+    return json.loads(Path(path).read_text())
 
 
 def serving_inference_path(settings: Settings, served: ServedModel, compiled: bool = True) -> InferencePath:
@@ -181,12 +180,12 @@ def load_scoring_model(settings: Settings, config: DatasetConfig, alias: str, ve
                        max_batch_size: int = 128, compiled: bool = True) -> ScoringModel:
     served = load_version(settings, config, version)
     # Columns whose values the config does not list are checked against the vocabulary the model learned.
-    open_columns = {name for name in raw_feature_columns(config)
+    open_columns = {name for name in config.request_features
                     if config.columns[name].type in ("string", "categorical") and not config.columns[name].values}
     learned = {column: frozenset(str(v) for v in values)
                for column, values in learned_categories(served.pipeline).items() if column in open_columns}
     return ScoringModel(
-        alias=alias, served=served, raw_columns=raw_feature_columns(config),
+        alias=alias, served=served, raw_columns=config.request_features,
         learned_values=learned, loaded_at=dt.datetime.now(dt.timezone.utc), max_batch_size=max_batch_size,
         inference=serving_inference_path(settings, served, compiled),
         example=example_record(settings, config, version),

@@ -179,6 +179,14 @@ class Predictor:
             raise _lookup_refusal(failed, location)
         return [o.values for o in outcomes]  # type: ignore[union-attr]
 
+    async def prepared_records(self, deployment: DatasetDeployment, entity_ids: Sequence[str | None],
+                               records: list[dict], location: tuple) -> list[dict]:
+        """Records completed from the online store and checked against what the champion learned: what
+        ``/predict`` scores and ``/explain`` explains, refused the same way by both."""
+        records = await self.complete_records(deployment, entity_ids, records, location)
+        self._check_values(deployment, records, location)
+        return records
+
     def _check_values(self, deployment: DatasetDeployment, records: Sequence[dict], location: tuple) -> None:
         champion = deployment.champion
         assert champion is not None
@@ -213,8 +221,7 @@ class Predictor:
         started = time.perf_counter()
         deployment = self.deployment(dataset)
         entity_ids = [record.pop("entity_id", None) for record in records]
-        records = await self.complete_records(deployment, entity_ids, records, location)
-        self._check_values(deployment, records, location)
+        records = await self.prepared_records(deployment, entity_ids, records, location)
         routed = [self._route(deployment, entity_id, record) for entity_id, record in zip(entity_ids, records)]
         if len(routed) == 1:
             outcomes: list = [await self._score(routed[0].model, routed[0].record)]

@@ -262,7 +262,7 @@ def compile_pipeline(config: DatasetConfig, pipeline: Pipeline) -> CompiledModel
             or not isinstance(pipeline.steps[0][1], ColumnTransformer):
         raise Unsupported("only Pipeline([ColumnTransformer, classifier]) is compiled")
     prepare, model = pipeline.steps[0][1], pipeline.steps[1][1]
-    raw = [f for f in config.features if f not in config.derived_features]
+    raw = config.request_features
     runtime, predict = _estimator(model)
     return CompiledModel(
         runtime=runtime, raw_columns=tuple(raw),
@@ -301,7 +301,7 @@ class Verification:
 
 def verification_records(config: DatasetConfig, test_rows: pd.DataFrame, seed: int = 0) -> list[dict]:
     """The test rows as request records, plus copies with a missing value or an unseen category per column."""
-    raw = [f for f in config.features if f not in config.derived_features]
+    raw = config.request_features
     frame = test_rows[raw].astype(object).where(test_rows[raw].notna(), None)
     records = [{k: _json_value(v) for k, v in row.items()} for row in frame.to_dict("records")]
     if not records:

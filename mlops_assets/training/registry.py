@@ -223,7 +223,7 @@ class ServedModel:
 
     def score_records(self, records: Sequence[dict]) -> np.ndarray:
         """The same for request records (dicts of raw feature values): the sklearn serving path."""
-        raw = [f for f in self.config.features if f not in self.config.derived_features]
+        raw = self.config.request_features
         frame = pd.DataFrame.from_records(records, columns=raw)
         for column in raw:
             if self.config.columns[column].type in NUMERIC_TYPES and frame[column].dtype == object:
