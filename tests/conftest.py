@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -17,6 +18,27 @@ def require_service(name: str, reason: str) -> None:
     if os.environ.get("MLOPS_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{message} (MLOPS_REQUIRE_SERVICES=1)")
     pytest.skip(message)
+
+
+def copy_home(source: Path, destination: Path) -> Path:
+    """A copy of a platform home that writes only to itself.
+
+    MLflow keeps absolute artifact locations in its database: a plain copy would log the
+    copy's artifacts (a re-rendered card, say) into the source home's runs. The copy's
+    MLflow database has the source path replaced by the destination in its text columns.
+    """
+    import sqlite3
+
+    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("logs"))
+    old, new = str(source), str(destination)
+    with contextlib.closing(sqlite3.connect(destination / "mlflow" / "mlflow.db")) as connection, connection:
+        tables = [r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            for column in connection.execute(f'PRAGMA table_info("{table}")').fetchall():
+                if "CHAR" in column[2].upper() or "TEXT" in column[2].upper():
+                    connection.execute(f'UPDATE "{table}" SET "{column[1]}" = REPLACE("{column[1]}", ?, ?) '
+                                       f'WHERE instr("{column[1]}", ?) > 0', (old, new, old))
+    return destination
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from mlops_assets.governance.approvals import PromotionRefused, require_promotio
 from mlops_assets.governance.ledger import DecisionLedger, ledger_url
 from mlops_assets.serving import running_server
 from mlops_assets.settings import use_home
+from tests.conftest import copy_home
 from tests.test_governance_approvals import TOKENS, roles_document
 
 pytestmark = pytest.mark.slow
@@ -42,8 +43,7 @@ def governed_configs(source_configs, folder):
 def governed_home(materialized_churn, tmp_path_factory):
     settings, _ = materialized_churn
     folder = tmp_path_factory.mktemp("governance-http")
-    home = folder / "home"
-    shutil.copytree(settings.home, home, ignore=shutil.ignore_patterns("logs"))
+    home = copy_home(settings.home, folder / "home")
     return home, governed_configs(settings.configs, folder / "configs")
 
 
@@ -286,8 +286,7 @@ def test_a_decision_answered_over_http_survives_killing_the_server_at_once(mater
 
     from tests.test_postgres import scratch_database
 
-    home = tmp_path / "home"  # a registry without this module's decisions tagged on v1
-    shutil.copytree(materialized_churn[0].home, home, ignore=shutil.ignore_patterns("logs"))
+    home = copy_home(materialized_churn[0].home, tmp_path / "home")  # a registry without this module's decisions
     database = scratch_database("mlops_approvals") if backend == "postgresql" else contextlib.nullcontext(
         f"sqlite:///{tmp_path / 'approvals.db'}")
     with database as url, use_home(home, governed_home[1], MLOPS_APPROVALS_DB=url) as settings:
