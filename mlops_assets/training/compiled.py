@@ -45,7 +45,18 @@ PERTURBED_ROWS = 20
 TREE_ESTIMATORS = {"HistGradientBoostingClassifier", "RandomForestClassifier", "ExtraTreesClassifier",
                    "GradientBoostingClassifier", "DecisionTreeClassifier"}
 
-Block = Callable[[dict[str, np.ndarray]], np.ndarray]  # column arrays -> (n, k) block of estimator input
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """One batch of records as the blocks read them: numeric columns (raw, then derived) in one float
+    matrix, categorical values straight from the records."""
+
+    numeric: np.ndarray
+    records: Sequence[dict]
+
+
+Block = Callable[[Inputs], np.ndarray]  # inputs -> (n, k) block of estimator input
 
 
 class Unsupported(PlatformError, TypeError):
@@ -122,11 +133,13 @@ def _categorical_block(step: object, columns: list[str]) -> Block:
         unknown = float(encoder.unknown_value)
         encoded_missing = float(encoder.encoded_missing_value)
 
-        def ordinal(arrays: dict[str, np.ndarray]) -> np.ndarray:
-            out = np.empty((len(arrays[columns[0]]), len(columns)))
-            for j, (column, (table, nan_index)) in enumerate(zip(columns, tables)):
-                out[:, j] = [encoded_missing if nan_index is not None and _is_nan(v) else table.get(v, unknown)
-                             for v in arrays[column]]
+        def code(value: object, table: dict, nan_index: int | None) -> float:
+            return encoded_missing if nan_index is not None and _is_nan(value) else table.get(value, unknown)
+
+        def ordinal(inputs: Inputs) -> np.ndarray:
+            out = np.array([[code(record.get(column), table, nan_index) for column, (table, nan_index) in
+                             zip(columns, tables)] for record in inputs.records], dtype=float)
+            out = out.reshape(len(inputs.records), len(columns))
             return out if after is None else after(out)
         return ordinal
     if isinstance(encoder, OneHotEncoder):
@@ -137,11 +150,11 @@ def _categorical_block(step: object, columns: list[str]) -> Block:
         widths = [len(c) for c in encoder.categories_]
         offsets = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(int)
 
-        def one_hot(arrays: dict[str, np.ndarray]) -> np.ndarray:
-            n = len(arrays[columns[0]])
-            out = np.zeros((n, sum(widths)))
+        def one_hot(inputs: Inputs) -> np.ndarray:
+            out = np.zeros((len(inputs.records), sum(widths)))
             for column, (table, nan_index), offset in zip(columns, tables, offsets):
-                for i, value in enumerate(arrays[column]):
+                for i, record in enumerate(inputs.records):
+                    value = record.get(column)
                     index = nan_index if _is_nan(value) else table.get(value)
                     if index is not None:
                         out[i, offset + index] = 1.0
@@ -150,7 +163,8 @@ def _categorical_block(step: object, columns: list[str]) -> Block:
     raise Unsupported(f"{type(encoder).__name__} on categorical columns {columns} is not compiled")
 
 
-def _prepare_blocks(prepare: ColumnTransformer, categorical: set[str]) -> list[Block]:
+def _prepare_blocks(prepare: ColumnTransformer, categorical: set[str], numeric_order: list[str]) -> list[Block]:
+    """The ColumnTransformer's steps as blocks; ``numeric_order`` is the column order of ``Inputs.numeric``."""
     if prepare.remainder != "drop" and any(name == "remainder" for name, *_ in prepare.transformers_):
         raise Unsupported("a ColumnTransformer that passes its remainder through")
     blocks: list[Block] = []
@@ -164,8 +178,8 @@ def _prepare_blocks(prepare: ColumnTransformer, categorical: set[str]) -> list[B
             blocks.append(_categorical_block(step, columns))
         else:
             numeric = _column_step(step, columns)
-            blocks.append(lambda arrays, numeric=numeric, columns=columns:
-                          numeric(np.column_stack([arrays[c] for c in columns])))
+            positions = np.array([numeric_order.index(c) for c in columns])
+            blocks.append(lambda inputs, numeric=numeric, positions=positions: numeric(inputs.numeric[:, positions]))
     return blocks
 
 
@@ -191,6 +205,46 @@ def _without_nan_categories(model: object) -> object:
     return clone
 
 
+def _gtil_predictor(compiled: object) -> Callable[[np.ndarray], np.ndarray]:
+    """GTIL prediction with everything that does not depend on the rows prepared once.
+
+    ``treelite.gtil.predict`` parses a new configuration (JSON through ctypes) and asks the
+    model for its input and output types (five more ctypes calls) on every call: about 35 us
+    of the ~60 us one record cost. Here those are done once and each call is the single
+    ``TreeliteGTILPredict`` call that ``gtil.predict`` itself makes (Treelite 4.8.1 is pinned;
+    a Treelite without these names gets the public function, and verification still decides).
+    """
+    import ctypes
+
+    from treelite import gtil
+
+    try:
+        from treelite.core import _LIB, _check_call
+        from treelite.gtil.gtil import GTILConfig
+        from treelite.util import c_str, typestr_to_ctypes_type, typestr_to_numpy_type
+    except ImportError:
+        return lambda x: gtil.predict(compiled, x, nthread=1)
+
+    config = GTILConfig(predict_type="default", nthread=1)
+    input_type, output_type = compiled.input_type, compiled.output_type
+    input_dtype, output_dtype = typestr_to_numpy_type(input_type), typestr_to_numpy_type(output_type)
+    input_pointer = ctypes.POINTER(typestr_to_ctypes_type(input_type))
+    output_pointer = ctypes.POINTER(typestr_to_ctypes_type(output_type))
+    input_name, features = c_str(input_type), compiled.num_feature
+    per_row = gtil.predict(compiled, np.zeros((1, features)), nthread=1).shape[1:]
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        if x.ndim != 2 or x.shape[1] != features:  # GTIL reads num_feature values per row, whatever it is given
+            raise ValueError(f"the compiled trees take {features} columns, got an array of shape {x.shape}")
+        x = np.ascontiguousarray(x, dtype=input_dtype)
+        out = np.zeros((len(x), *per_row), dtype=output_dtype)
+        _check_call(_LIB.TreeliteGTILPredict(compiled.handle, x.ctypes.data_as(input_pointer), input_name,
+                                             ctypes.c_uint64(len(x)), out.ctypes.data_as(output_pointer),
+                                             config.handle))
+        return out
+    return predict
+
+
 def _estimator(model: object) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
     """(runtime name, X -> positive-class probability) for a fitted binary classifier."""
     classes = getattr(model, "classes_", None)
@@ -205,12 +259,13 @@ def _estimator(model: object) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
             raise Unsupported(f"Treelite cannot import {type(model).__name__}: {exc}") from exc
 
         # sklearn's own trees compare float32 inputs with their thresholds; its histogram boosting, float64.
-        precision = np.float64 if type(model).__name__ == "HistGradientBoostingClassifier" else np.float32
+        float32_thresholds = type(model).__name__ != "HistGradientBoostingClassifier"
+        predict = _gtil_predictor(compiled)
 
         def trees(x: np.ndarray) -> np.ndarray:
-            x = np.ascontiguousarray(x.astype(precision).astype(np.float64))
-            out = np.asarray(treelite.gtil.predict(compiled, x, nthread=1))
-            out = out.reshape(len(x), -1)
+            if float32_thresholds:
+                x = x.astype(np.float32).astype(np.float64)
+            out = predict(x).reshape(len(x), -1)
             return out[:, -1]  # one output (positive class) or one per class: the positive one is last
         return f"treelite {treelite.__version__} (GTIL)", trees
     if isinstance(model, LogisticRegression):
@@ -225,31 +280,28 @@ class CompiledModel:
     """A verified-or-not inference form of one pipeline (see :func:`compile_pipeline`)."""
 
     runtime: str
-    raw_columns: tuple[str, ...]
-    numeric_columns: frozenset[str]
-    derived: tuple[tuple[str, str, tuple[str, ...]], ...]  # (name, expression, the columns it reads)
+    numeric_columns: tuple[str, ...]  # raw numeric request columns: the first columns of Inputs.numeric
+    #: (expression, (name, position in Inputs.numeric) of each column it reads), in order after the raw ones
+    derived: tuple[tuple[str, tuple[tuple[str, int], ...]], ...]
     blocks: tuple[Block, ...]
     predict: Callable[[np.ndarray], np.ndarray]
 
-    def column_arrays(self, records: Sequence[dict]) -> dict[str, np.ndarray]:
-        """Raw columns as arrays (floats for numeric columns, objects otherwise), then derived ones."""
-        arrays: dict[str, np.ndarray] = {}
-        nan = math.nan
-        for column in self.raw_columns:
-            if column in self.numeric_columns:
-                arrays[column] = np.array([nan if (v := r.get(column)) is None else float(v) for r in records])
-            else:
-                arrays[column] = [r.get(column) for r in records]  # type: ignore[assignment]
-        for name, expression, reads in self.derived:
-            values = evaluate(expression, {c: arrays[c] for c in reads})
-            values = np.array(values, dtype=float, copy=True).reshape(len(records))
-            values[np.isinf(values)] = np.nan
-            arrays[name] = values
-        return arrays
+    def inputs(self, records: Sequence[dict]) -> Inputs:
+        """Numeric request values (None -> NaN) in one matrix, derived features computed on its columns."""
+        raw = len(self.numeric_columns)
+        numeric = np.empty((len(records), raw + len(self.derived)))
+        numeric[:, :raw] = [[math.nan if (v := record.get(c)) is None else v for c in self.numeric_columns]
+                            for record in records]
+        for offset, (expression, reads) in enumerate(self.derived, start=raw):
+            numeric[:, offset] = evaluate(expression, {name: numeric[:, i] for name, i in reads})
+        if self.derived:
+            derived = numeric[:, raw:]
+            derived[np.isinf(derived)] = np.nan  # a division by zero is a missing value, as in training
+        return Inputs(numeric, records)
 
     def matrix(self, records: Sequence[dict]) -> np.ndarray:
-        arrays = self.column_arrays(records)
-        return np.hstack([block(arrays) for block in self.blocks])
+        inputs = self.inputs(records)
+        return np.hstack([block(inputs) for block in self.blocks])
 
     def score_records(self, records: Sequence[dict]) -> np.ndarray:
         """Positive-class probability per record (dicts of raw feature values, JSON types)."""
@@ -262,14 +314,14 @@ def compile_pipeline(config: DatasetConfig, pipeline: Pipeline) -> CompiledModel
             or not isinstance(pipeline.steps[0][1], ColumnTransformer):
         raise Unsupported("only Pipeline([ColumnTransformer, classifier]) is compiled")
     prepare, model = pipeline.steps[0][1], pipeline.steps[1][1]
-    raw = config.request_features
+    numeric = [c for c in config.request_features if config.columns[c].type in NUMERIC_TYPES]
+    order = numeric + list(config.derived_features)  # the columns of Inputs.numeric
     runtime, predict = _estimator(model)
     return CompiledModel(
-        runtime=runtime, raw_columns=tuple(raw),
-        numeric_columns=frozenset(c for c in raw if config.columns[c].type in NUMERIC_TYPES),
-        derived=tuple((name, expression, tuple(sorted(expression_columns(expression))))
-                      for name, expression in config.derived_features.items()),
-        blocks=tuple(_prepare_blocks(prepare, set(config.categorical_features))),
+        runtime=runtime, numeric_columns=tuple(numeric),
+        derived=tuple((expression, tuple((c, order.index(c)) for c in sorted(expression_columns(expression))))
+                      for expression in config.derived_features.values()),
+        blocks=tuple(_prepare_blocks(prepare, set(config.categorical_features), order)),
         predict=predict,
     )
 
