@@ -21,6 +21,10 @@ A background thread polls the experiment state (every second) and the registry a
 (every ``MLOPS_RELOAD_INTERVAL_S``, or at once after an admin reload), loads a new
 version next to the serving one and swaps the snapshot: in-flight requests finish on
 the version they started with, new ones get the new version, none fails.
+
+After models are loaded, the heap is frozen (:func:`freeze_heap`): Python's full garbage
+collections otherwise scanned the worker's ~600,000 long-lived objects every second or
+so under load, 330-390 ms each, and those pauses were the service's whole p99.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import gc
 import json
 import logging
 import threading
@@ -107,6 +112,21 @@ class _Routed:
     model: ScoringModel
 
 
+def freeze_heap() -> None:
+    """Collect once, then move everything alive out of the collector's sight (``gc.freeze``).
+
+    A worker holds ~600,000 long-lived objects (libraries, models). Under load, the rows the
+    prediction log buffers keep promoting objects to the oldest generation, which triggers
+    full collections, and each scanned them all: 16-19 pauses of 330-390 ms per worker in
+    a two-minute benchmark (measured with ``gc.callbacks``), the whole p99 of the service.
+    Frozen objects are skipped by every collection. Unfrozen first, so that a model this
+    replaces (held in reference cycles) is freed, not frozen for good.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class Predictor:
     """Per worker: the deployments of every dataset, the log writer, the watcher thread."""
 
@@ -136,6 +156,7 @@ class Predictor:
 
     # Lifecycle ------------------------------------------------------------------------------
     def start_watching(self) -> None:
+        freeze_heap()
         self._watcher.start()
 
     async def close(self) -> None:
@@ -362,6 +383,7 @@ class Predictor:
             if updated != current:
                 self.deployments[dataset] = updated  # one assignment: requests see the old or the new snapshot
                 if (updated.champion, updated.challenger) != (current.champion, current.challenger):
+                    freeze_heap()  # the replaced model is freed, the new one frozen
                     logger.info("%s: serving champion v%s, challenger %s", dataset,
                                 updated.champion.version if updated.champion else "-",
                                 f"v{updated.challenger.version}" if updated.challenger else "-")
