@@ -461,7 +461,7 @@ def run(plan: Plan, echo) -> dict:
         echo(f"  in process, champion {versions['champion']} ({inference_reason}):")
         echo("    " + in_process_table(in_process).replace("\n", "\n    "))
         setup_s = round(time.perf_counter() - started, 1)
-        echo(f"  versions {versions} registered in {setup_s} s; starting the three servers ...")
+        echo(f"  versions {versions} registered in {setup_s} s; starting the four servers ...")
         rows: list[Row] = []
         with servers(settings, plan) as running:
             urls = {name: server.url for name, server in running.items()}
