@@ -22,9 +22,9 @@ A background thread polls the experiment state (every second) and the registry a
 version next to the serving one and swaps the snapshot: in-flight requests finish on
 the version they started with, new ones get the new version, none fails.
 
-After models are loaded, the heap is frozen (:func:`freeze_heap`): Python's full garbage
-collections otherwise scanned the worker's ~600,000 long-lived objects every second or
-so under load, 330-390 ms each, and those pauses were the service's whole p99.
+After models are loaded, the heap is frozen (:func:`freeze_heap`), so that Python's full
+garbage collections, which objects living a few seconds under load trigger, do not
+rescan the worker's ~600,000 long-lived objects (330-390 ms each, measured).
 """
 
 from __future__ import annotations
@@ -115,12 +115,12 @@ class _Routed:
 def freeze_heap() -> None:
     """Collect once, then move everything alive out of the collector's sight (``gc.freeze``).
 
-    A worker holds ~600,000 long-lived objects (libraries, models). Under load, the rows the
-    prediction log buffers keep promoting objects to the oldest generation, which triggers
-    full collections, and each scanned them all: 16-19 pauses of 330-390 ms per worker in
-    a two-minute benchmark (measured with ``gc.callbacks``), the whole p99 of the service.
-    Frozen objects are skipped by every collection. Unfrozen first, so that a model this
-    replaces (held in reference cycles) is freed, not frozen for good.
+    A worker holds ~600,000 long-lived objects (libraries, models). Under load, objects that
+    live a few seconds (the prediction log's buffered rows; BentoML's request timers, before
+    ``bento/traffic.py``) reach the oldest generation and trigger full collections, and each
+    scanned everything: 330-390 ms pauses, 16-19 per worker in one benchmark run (measured
+    with ``gc.callbacks``). Frozen objects are skipped by every collection. Unfrozen first,
+    so that a model this replaces (held in reference cycles) is freed, not frozen for good.
     """
     gc.unfreeze()
     gc.collect()

@@ -46,7 +46,6 @@ TREE_ESTIMATORS = {"HistGradientBoostingClassifier", "RandomForestClassifier", "
                    "GradientBoostingClassifier", "DecisionTreeClassifier"}
 
 
-
 @dataclass(frozen=True)
 class Inputs:
     """One batch of records as the blocks read them: numeric columns (raw, then derived) in one float
