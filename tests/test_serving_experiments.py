@@ -253,7 +253,7 @@ def test_an_alias_move_is_swapped_in_under_load_without_a_failed_request(served)
     config = served.configs["churn"]
     set_alias(served.settings, config, "champion", served.versions["challenger"])  # the admin call path
     reloaded = served.client.post("/admin/reload", json={"dataset": "churn"}, headers=ADMIN)
-    assert reloaded.json()["champion"]["version"] == served.versions["challenger"]
+    assert reloaded.json()["champion"]["version"] == served.versions["challenger"], reloaded.json()
     time.sleep(1.0)
     set_alias(served.settings, config, "champion", served.versions["champion"])  # the polling path (every 1 s here)
     deadline = time.monotonic() + 15
