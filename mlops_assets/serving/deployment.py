@@ -159,26 +159,25 @@ def logged_verification_records(settings: Settings, served: ServedModel) -> list
 
 def serving_inference_path(settings: Settings, served: ServedModel, compiled: bool = True) -> InferencePath:
     """Verify the compiled form again, here, on the version's records; fall back to sklearn, and say so."""
-    unreadable = False
+    name = served.config.registered_model_name
     if not compiled:
         path = InferencePath(None, "compiled scoring is switched off (MLOPS_COMPILED_SCORING=0)")
-    else:
-        try:
-            records = logged_verification_records(settings, served)
-        except Exception as exc:  # noqa: BLE001 - the version still serves, by sklearn, and says why
-            records, unreadable = [], True
-            path = InferencePath(None, f"its verification records could not be read ({type(exc).__name__}: {exc})")
-        if not unreadable:
-            path = (choose_inference_path(served.config, served.pipeline, served.score_records, records,
-                                          served.decision_threshold) if records
-                    else InferencePath(None, "no verification records were logged with this version"))
+        logger.info("%s v%s is served by the sklearn pipeline: %s", name, served.version, path.reason)
+        return path
+    try:
+        records = logged_verification_records(settings, served)
+    except Exception as exc:  # noqa: BLE001 - the version still serves, by sklearn, and says why
+        path = InferencePath(None, f"its verification records could not be read ({type(exc).__name__}: {exc})")
+        logger.warning("%s v%s is served by the sklearn pipeline: %s", name, served.version, path.reason)
+        return path  # not recorded on the version: a store failing once says nothing lasting about it
+    path = (choose_inference_path(served.config, served.pipeline, served.score_records, records,
+                                  served.decision_threshold) if records
+            else InferencePath(None, "no verification records were logged with this version"))
     if path.compiled is None:
-        logger.warning("%s v%s is served by the sklearn pipeline: %s", served.config.registered_model_name,
-                       served.version, path.reason)
-        if compiled and not unreadable:  # a store that failed once says nothing lasting about the version
-            record_inference_path(settings, served.config, served.version, path)
+        logger.warning("%s v%s is served by the sklearn pipeline: %s", name, served.version, path.reason)
+        record_inference_path(settings, served.config, served.version, path)
     else:
-        logger.info("%s v%s is served compiled: %s", served.config.registered_model_name, served.version, path.reason)
+        logger.info("%s v%s is served compiled: %s", name, served.version, path.reason)
     return path
 
 
