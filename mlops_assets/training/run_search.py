@@ -4,14 +4,17 @@
 (8.9 s for 10,000 runs on SQLite here). This module lets MLflow's SQL store build the
 query (its filter parser, its filter clauses, its ordering, so the same filter selects
 the same runs in the same order) but selects only plain columns, then fetches the
-metrics, params and tags of the matched runs in three flat queries and pivots them in
-pandas. The result has the columns and values of ``mlflow.search_runs``'s DataFrame.
+metrics, params and tags of the matched runs in three flat queries, side by side on their
+own connections (params and tags as JSON arrays where the database builds them), and
+pivots them in pandas. The result has the columns and values of ``mlflow.search_runs``'s DataFrame.
 
 A tracking server over HTTP has no SQL to reach: there we call ``mlflow.search_runs``.
 """
 
 from __future__ import annotations
 
+import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import mlflow
@@ -145,20 +148,29 @@ def _search_sql(store: SqlAlchemyStore, request: SearchRequest, experiment_ids: 
         ordered = statement.order_by(*order)
         if request.max_results is not None:
             ordered = ordered.limit(request.max_results)
-        rows = _fetch(session, ordered)
+        connection = session.connection()
+        rows = _fetch(connection, ordered)
         info = pd.DataFrame([row[:6] for row in rows], columns=INFO_COLUMNS)
         if info.empty:
             return _frame(info, {}, {}, {})
         run_ids = info["run_id"].tolist()
-        values = {name: _values(session, table, run_ids, experiment_ids)
-                  for name, table in (("metrics", SqlLatestMetric), ("params", SqlParam), ("tags", SqlTag))}
-    return _frame(info, *(_pivot(values[n], run_ids, n == "metrics") for n in ("metrics", "params", "tags")))
+        whole = _most_of_the_experiments(connection, len(run_ids), experiment_ids)
+    # One connection per table, in threads: the database reads and aggregates without the GIL
+    # while another table's values are decoded (100k runs: 0.9 s of reading become 0.55 s).
+    with ThreadPoolExecutor(len(_VALUE_TABLES), thread_name_prefix="run-search") as pool:
+        futures = {name: pool.submit(_value_columns, store.engine, table, run_ids, experiment_ids, whole)
+                   for name, table in _VALUE_TABLES.items()}
+        positions = pd.Index(run_ids)
+        pivoted = [_pivot(futures[name].result(), positions, name == "metrics") for name in _VALUE_TABLES]
+    return _frame(info, *pivoted)
 
 
-def _fetch(session, statement) -> list[tuple]:
+_VALUE_TABLES = {"metrics": SqlLatestMetric, "params": SqlParam, "tags": SqlTag}
+
+
+def _fetch(connection, statement) -> list[tuple]:
     """Plain tuples from the driver's cursor: SQLAlchemy's Row objects and type processing cost
     ~3 of 4.5 s for 10,000 runs' values here, the driver's fetchall 0.4 s."""
-    connection = session.connection()
     compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
     if compiled.positional:
         parameters = tuple(compiled.params[name] for name in compiled.positiontup)
@@ -172,38 +184,57 @@ def _fetch(session, statement) -> list[tuple]:
         cursor.close()
 
 
-def _values(session, table, run_ids: list[str], experiment_ids: list[str]) -> list:
-    """(run_uuid, key, value[, is_nan]) rows of the given runs.
+def _most_of_the_experiments(connection, matched: int, experiment_ids: list[str]) -> bool:
+    """Whether reading every value of the experiments and dropping the unmatched runs is cheaper
+    than sending the matched run ids (in chunks: SQLite caps bound parameters, and a subquery
+    repeating the filter was 20x slower there)."""
+    if matched <= _ID_LIST_LIMIT:
+        return False
+    size = connection.execute(sa.select(sa.func.count()).select_from(SqlRun).where(
+        SqlRun.experiment_id.in_(_parse_experiment_ids(experiment_ids)))).scalar_one()
+    return matched * 2 > size
 
-    Ids go to the database in chunks (SQLite caps bound parameters; a subquery repeating
-    the filter was 20x slower there). When the runs are most of the experiment, reading
-    the whole experiment's values and dropping the others in pandas is cheaper still.
-    """
+
+# Text columns come back as one JSON array each where the database can build it: decoding one
+# array is ~3x cheaper than building a tuple per row. Metric values stay rows: SQLite's JSON
+# writes reals with 15 digits, which would not be MLflow's values.
+_JSON_ARRAY = {"sqlite": sa.func.json_group_array, "postgresql": sa.func.json_agg}
+
+
+def _value_columns(engine, table, run_ids: list[str], experiment_ids: list[str], whole: bool) -> list[list]:
+    """[run_uuids, keys, values(, is_nans)] of the given runs, as columns."""
     columns = [table.run_uuid, table.key, table.value] + ([table.is_nan] if table is SqlLatestMetric else [])
-    if len(run_ids) > _ID_LIST_LIMIT:
-        experiment_size = session.execute(sa.select(sa.func.count()).select_from(SqlRun).where(
-            SqlRun.experiment_id.in_(_parse_experiment_ids(experiment_ids)))).scalar_one()
-        if len(run_ids) * 2 > experiment_size:
-            query = sa.select(*columns).join(SqlRun, SqlRun.run_uuid == table.run_uuid).where(
-                SqlRun.experiment_id.in_(_parse_experiment_ids(experiment_ids)))
-            return _fetch(session, query)
-    rows: list = []
-    for start in range(0, len(run_ids), _ID_LIST_LIMIT):
-        chunk = run_ids[start: start + _ID_LIST_LIMIT]
-        rows += _fetch(session, sa.select(*columns).where(table.run_uuid.in_(chunk)))
-    return rows
+    if whole:
+        statements = [sa.select(*columns).join(SqlRun, SqlRun.run_uuid == table.run_uuid).where(
+            SqlRun.experiment_id.in_(_parse_experiment_ids(experiment_ids)))]
+    else:
+        statements = [sa.select(*columns).where(table.run_uuid.in_(run_ids[start: start + _ID_LIST_LIMIT]))
+                      for start in range(0, len(run_ids), _ID_LIST_LIMIT)]
+    result: list[list] = [[] for _ in columns]
+    with engine.connect() as connection:
+        as_array = _JSON_ARRAY.get(connection.dialect.name) if table is not SqlLatestMetric else None
+        for statement in statements:
+            if as_array is None:
+                rows = _fetch(connection, statement)
+                # One list per column by comprehension: ``zip(*rows)`` took 1.1 s for 1.5M rows, this 0.14 s.
+                parts = [[row[j] for row in rows] for j in range(len(columns))]
+            else:
+                rows = statement.subquery()
+                arrays = _fetch(connection, sa.select(*(as_array(column) for column in rows.c)))[0]
+                parts = [json.loads(array) if isinstance(array, str) else (array or []) for array in arrays]
+            for whole_column, part in zip(result, parts):
+                whole_column += part
+    return result
 
 
-def _pivot(rows: list, run_ids: list[str], numeric: bool) -> dict[str, np.ndarray]:
-    """{key: column aligned with run_ids} from (run_uuid, key, value[, is_nan]) rows."""
-    if not rows:
+def _pivot(columns: list[list], run_ids: pd.Index, numeric: bool) -> dict[str, np.ndarray]:
+    """{key: column aligned with run_ids} from [run_uuids, keys, values(, is_nans)] columns."""
+    if not columns[0]:
         return {}
-    # One list per column by comprehension: ``zip(*rows)`` took 1.1 s for 1.5M rows here, this 0.14 s.
-    columns = [[row[j] for row in rows] for j in range(len(rows[0]))]
     values = np.array(columns[2], dtype=float if numeric else object)
     if numeric:
         values[np.array(columns[3], dtype=bool)] = np.nan
-    position = pd.Index(run_ids).get_indexer(pd.Index(columns[0]))
+    position = run_ids.get_indexer(pd.Index(columns[0]))
     keep = position >= 0
     key_index, keys = pd.factorize(np.array(columns[1], dtype=object)[keep], sort=True)
     table = np.full((len(run_ids), len(keys)), np.nan if numeric else None, dtype=float if numeric else object)
