@@ -381,8 +381,8 @@ def endpoint_benchmark(plan: Plan, data: Path, echo) -> dict:
     ``latency_ms``, from routing to answer) is reported beside the client's.
     """
     import httpx
-    import mlflow
     import yaml
+    from registered import register_trained
 
     from mlops_assets.config import load_dataset_configs
     from mlops_assets.data.sources import load_source
@@ -393,8 +393,6 @@ def endpoint_benchmark(plan: Plan, data: Path, echo) -> dict:
     from mlops_assets.serving import running_server
     from mlops_assets.serving.prediction_log import connect, read_predictions
     from mlops_assets.settings import use_home
-    from mlops_assets.training.registry import ensure_experiment, register_version, set_alias
-    from mlops_assets.training.train import fit_model, lineage_tags, log_training_run
 
     configs = data / "endpoint-configs"
     configs.mkdir()
@@ -412,13 +410,7 @@ def endpoint_benchmark(plan: Plan, data: Path, echo) -> dict:
         store.publish_online()
         store.close()
         rows = time_split(build_feature_table(raw, config), config)
-        fitted = fit_model(rows, config)
-        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-        with mlflow.start_run(experiment_id=ensure_experiment(settings), run_name="benchmark-endpoint"):
-            logged = log_training_run(settings, fitted, config, rows, lineage_tags(rows, config, fitted))
-        registered = register_version(settings, config, logged.model_uri, logged.run_id, logged.decision_threshold,
-                                      logged.version_tags, "feature store endpoint benchmark")
-        set_alias(settings, config, "champion", registered.version)
+        register_trained(settings, config, rows, "champion")  # the compiled, verified path, as deployed
         records = [s["record"] for s in sample_requests(config, rows, 200)]
         bodies = {"inline": [json.dumps({"dataset": config.name, "record": r}).encode() for r in records],
                   "by_entity_id": [json.dumps({"dataset": config.name, "record": {"entity_id": r["entity_id"]}}).encode()
@@ -447,10 +439,11 @@ def endpoint_benchmark(plan: Plan, data: Path, echo) -> dict:
                     answers[kind] = response.json()
                     request_ids[kind].append(answers[kind]["request_id"])
                 mismatches += answers["inline"]["score"] != answers["by_entity_id"]["score"]
+            served = client.get(f"{server.url}/models").json()["datasets"][config.name]["champion"]
         logged_rows = read_predictions(connect(settings.prediction_log_url), config.name,
                                        columns=["request_id", "latency_ms"]).set_index("request_id")["latency_ms"]
     out: dict = {"requests_per_kind": plan.endpoint_requests, "clients": 1, "backend": "sqlite",
-                 "scores_differing": int(mismatches)}
+                 "inference_path": served["inference_path"], "scores_differing": int(mismatches)}
     for kind, values in samples.items():
         service_ms = logged_rows.reindex(request_ids[kind]).dropna().to_numpy()
         out[kind] = {"client_p50_ms": percentile_us(values, 50) / 1000, "client_p99_ms": percentile_us(values, 99) / 1000,
@@ -458,7 +451,7 @@ def endpoint_benchmark(plan: Plan, data: Path, echo) -> dict:
                      "service_p99_ms": float(np.percentile(service_ms, 99))}
     for measure in ("client_p50_ms", "client_p99_ms", "service_p50_ms", "service_p99_ms"):
         out[f"added_{measure}"] = out["by_entity_id"][measure] - out["inline"][measure]
-    echo(f"  endpoint, {plan.endpoint_requests:,} requests each, 1 client: inline p50/p99 "
+    echo(f"  endpoint ({out['inference_path']} scoring), {plan.endpoint_requests:,} requests each, 1 client: inline p50/p99 "
          f"{out['inline']['client_p50_ms']:.2f}/{out['inline']['client_p99_ms']:.2f} ms, by entity id "
          f"{out['by_entity_id']['client_p50_ms']:.2f}/{out['by_entity_id']['client_p99_ms']:.2f} ms; added p50 "
          f"{out['added_client_p50_ms']:+.3f} ms, p99 {out['added_client_p99_ms']:+.3f} ms "

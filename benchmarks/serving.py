@@ -98,33 +98,20 @@ class Row:
 
 # Setting up: two registered versions --------------------------------------------------------------
 
-def register_versions(settings, config) -> dict[str, str]:
-    """The champion (config as shipped) and a challenger (other parameters), trained like the model asset does."""
-    import mlflow
+def register_versions(settings, config) -> tuple[dict[str, str], pd.DataFrame]:
+    """The champion (config as shipped) and a challenger (other parameters), trained as the pipeline does."""
+    from registered import register_trained
 
     from mlops_assets.data.sources import load_source
     from mlops_assets.features.engineering import build_feature_table
     from mlops_assets.features.training_set import time_split
-    from mlops_assets.features.training_set import split_frame
-    from mlops_assets.training.evaluation import check_inference_path
-    from mlops_assets.training.registry import ensure_experiment, register_version, set_alias
-    from mlops_assets.training.train import fit_model, lineage_tags, log_training_run
 
     rows = time_split(build_feature_table(load_source(config), config), config)
-    versions = {}
     challenger_params = {**config.model.params, "learning_rate": 0.15, "max_leaf_nodes": 15}
+    versions = {}
     for alias, params in (("champion", config.model.params), ("challenger", challenger_params)):
         variant = config.model_copy(update={"model": config.model.model_copy(update={"params": params})})
-        fitted = fit_model(rows, variant)
-        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-        with mlflow.start_run(experiment_id=ensure_experiment(settings), run_name=f"benchmark-{alias}"):
-            logged = log_training_run(settings, fitted, variant, rows, lineage_tags(rows, variant, fitted))
-        # As the evaluation asset does: verify the compiled form and log the records the service re-verifies on.
-        inference = check_inference_path(settings, variant, fitted.pipeline, split_frame(rows, "test"), logged)
-        registered = register_version(settings, variant, logged.model_uri, logged.run_id, logged.decision_threshold,
-                                      {**logged.version_tags, **inference.tags()}, f"benchmark {alias}")
-        set_alias(settings, config, alias, registered.version)
-        versions[alias] = registered.version
+        versions[alias] = register_trained(settings, variant, rows, alias)
     return versions, rows
 
 

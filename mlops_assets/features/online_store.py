@@ -52,6 +52,8 @@ class OnlineStore(ABC):
     """Per (dataset, view): an atomic publication of rows keyed by entity id, and fast reads of them."""
 
     url: str
+    #: A read is a local memory access, not a network round trip: a caller may read on its event loop.
+    reads_locally: bool = False
 
     @abstractmethod
     def publish(self, dataset: str, view: str, columns: list[str], rows: Iterable[list[tuple[str, str]]],
@@ -94,6 +96,7 @@ class SQLiteOnlineStore(OnlineStore):
 
     #: Bytes of the database file each reader maps (address space, not memory: pages are shared with the OS cache).
     MMAP_BYTES = 1 << 30
+    reads_locally = True
 
     def __init__(self, path: Path):
         self.path = Path(path)

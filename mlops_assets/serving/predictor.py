@@ -85,6 +85,10 @@ class FeaturesUnavailableError(PlatformError, LookupError):
         self.status = status
 
 
+#: Records read from a local online store on the event loop; a larger batch is read in a thread.
+_INLINE_LOOKUPS = 16
+
+
 def _loc(location: tuple, index: int, column: str) -> list:
     """Where a record's column sits in the body: ``records`` (a batch) adds the record's index."""
     return [*location, index, column] if location[-1] == "records" else [*location, column]
@@ -187,14 +191,19 @@ class Predictor:
 
         ``records`` hold only the fields the client sent (a null sent inline wins over the
         store). Records that carry every feature cost nothing here; the others are read
-        from the online store in one call, in a thread: a Redis round trip or a cold SQLite
-        page must not stall the event loop, which serves every other request.
+        from the online store in one call. A few reads of a local store (SQLite, memory-mapped:
+        ~20 µs each) run right here: handing them to a thread cost more than the read, up to
+        0.7 ms at p99. A network store (Redis) and large batches are read in a thread, so a
+        round trip never stalls the event loop, which serves every other request.
         """
         features = self.features[deployment.config.name]
         if not any(features.absent(r) for r in records):
             return records
         call = functools.partial(features.complete_many, records, list(entity_ids))
-        outcomes = await asyncio.get_running_loop().run_in_executor(self._lookups, call)
+        if features.store.online.reads_locally and len(records) <= _INLINE_LOOKUPS:
+            outcomes = call()
+        else:
+            outcomes = await asyncio.get_running_loop().run_in_executor(self._lookups, call)
         failed = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, FeatureLookupError)]
         if failed:
             raise _lookup_refusal(failed, location)
