@@ -201,7 +201,7 @@ def main() -> None:
     args = parser.parse_args()
     quick = args.quick
     rows = 20_000
-    trials = 8 if quick else 40
+    trials = 8 if quick else 120  # long enough that worker start-up does not decide the 1-vs-2 comparison
     sizes = (1_000, 10_000) if quick else (1_000, 10_000, 100_000)
     work = Path(tempfile.mkdtemp(prefix="mlops-bench-experiments-"))
     result: dict = {"benchmark": "experiments", "mode": "quick" if quick else "full",
