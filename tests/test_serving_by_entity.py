@@ -157,6 +157,20 @@ def test_a_batch_mixes_records_by_entity_id_and_inline_and_names_each_record_it_
     assert only_unknown.status_code == 404 and NOBODY in only_unknown.json()["error"]
 
 
+def test_a_large_batch_by_entity_id_scores_like_single_requests_and_names_a_late_record_it_cannot_complete(served):
+    # Small batches read a local store on the event loop, large ones in a thread: both must answer alike.
+    records = [{"entity_id": FRESH} if i % 2 else {"entity_id": STALE, **{f: churn_record(8)[f] for f in USAGE}}
+               for i in range(40)]
+    batch = predict_batch(served, records)
+    assert batch.status_code == 200, batch.text
+    fresh, stale = predict(served, records[1]).json()["score"], predict(served, records[0]).json()["score"]
+    assert [p["score"] for p in batch.json()["predictions"]] == pytest.approx([stale, fresh] * 20, abs=1e-12)
+
+    refused = predict_batch(served, records[:37] + [{"entity_id": NOBODY}])
+    assert refused.status_code == 404, refused.text
+    assert {w.split(".")[2] for w in locations(refused)} == {"37"}
+
+
 def test_the_api_page_documents_predicting_by_entity_id(served):
     document = httpx.get(f"{served[0].url}/docs.json", timeout=30).json()
     predict_doc = document["paths"]["/predict"]["post"]
