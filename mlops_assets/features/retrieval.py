@@ -114,7 +114,7 @@ def checked_entity_frame(entity_df: pd.DataFrame, entity_column: str, timestamp_
         times = times.dt.tz_convert("UTC")
     if _finer_than_microseconds(times):
         times = times.dt.floor("us")  # the store's resolution (Delta): compare like with like
-    if times is entity_df[timestamp_column] or times.equals(entity_df[timestamp_column]):
+    if times.equals(entity_df[timestamp_column]):
         return entity_df
     return entity_df.assign(**{timestamp_column: times})
 
@@ -138,9 +138,9 @@ def point_in_time_join(entity_df: pd.DataFrame, reads: list[ViewRead], entity_co
     How, for speed at 10M rows: entity ids become integer codes once (a hash join), so
     each view's ASOF JOIN sorts fixed-width integers instead of strings, and moves only
     row numbers: which row of the view (as Arrow read it) each entity row gets. The
-    feature values never pass through DuckDB; one ``take`` per feature puts them in the
-    entity frame's order, with nulls for rows without a match or past the TTL. The entity
-    frame's own columns are never copied.
+    feature values never pass through DuckDB: they are gathered into the entity frame's
+    order afterwards (:func:`_gather_view`), with nulls for rows without a match or past
+    the TTL. The entity frame's own columns are never copied.
     """
     clash = [f for r in reads for f in r.features if f in entity_df.columns]
     if clash:
@@ -238,30 +238,28 @@ def _gather_view(features: pa.Table, position: np.ndarray) -> dict[str, np.ndarr
     """
     out: dict[str, np.ndarray | pa.Array] = {}
     everyone_found = len(position) > 0 and position.min() >= 0
-    numeric = []
-    for name, values in zip(features.column_names, features.columns):
-        kind = values.type
-        if pa.types.is_integer(kind) and values.null_count == 0 and everyone_found:
+    names, numeric = features.column_names, []
+    for name in names:
+        values = features.column(name)
+        if pa.types.is_integer(values.type) and values.null_count == 0 and everyone_found:
             out[name] = values.to_numpy().take(position)
-        elif pa.types.is_floating(kind) or pa.types.is_integer(kind):
-            numeric.append((name, values))
+        elif pa.types.is_floating(values.type) or pa.types.is_integer(values.type):
+            numeric.append(name)
         else:
             out[name] = values.take(pa.array(position, mask=position < 0)).combine_chunks()
-    names = features.column_names
     if numeric:
         # The view's rows plus one of NaN at the end, which position -1 reads.
         rows = np.empty((features.num_rows + 1, len(numeric)))
-        for j, (_, values) in enumerate(numeric):
-            rows[:-1, j] = values.to_numpy(zero_copy_only=False)
+        for j, name in enumerate(numeric):
+            rows[:-1, j] = features.column(name).to_numpy(zero_copy_only=False)
         rows[-1] = np.nan
-        del features  # the caller holds no other reference: Arrow's copy goes before the gathered columns arrive
-        numeric = [(name, None) for name, _ in numeric]
+        del features, values  # the caller keeps no reference: Arrow's copy is freed before the columns are filled
         gathered = [np.empty(len(position)) for _ in numeric]
         for start in range(0, len(position), GATHER_BLOCK):
             block = rows.take(position[start: start + GATHER_BLOCK], axis=0)
             for j, column in enumerate(gathered):
                 column[start: start + GATHER_BLOCK] = block[:, j]
-        out.update({name: column for (name, _), column in zip(numeric, gathered)})
+        out.update(zip(numeric, gathered))
     return {name: out[name] for name in names}
 
 

@@ -219,11 +219,12 @@ def _value_columns(engine, table, run_ids: list[str], experiment_ids: list[str],
                 # One list per column by comprehension: ``zip(*rows)`` took 1.1 s for 1.5M rows, this 0.14 s.
                 parts = [[row[j] for row in rows] for j in range(len(columns))]
             else:
-                rows = statement.subquery()
-                arrays = _fetch(connection, sa.select(*(as_array(column) for column in rows.c)))[0]
+                subquery = statement.subquery()
+                arrays = _fetch(connection, sa.select(*(as_array(column) for column in subquery.c)))[0]
+                # psycopg2 decodes json itself; SQLite hands back text; no rows give NULL.
                 parts = [json.loads(array) if isinstance(array, str) else (array or []) for array in arrays]
-            for whole_column, part in zip(result, parts):
-                whole_column += part
+            for collected, part in zip(result, parts):
+                collected += part
     return result
 
 
