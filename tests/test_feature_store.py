@@ -115,6 +115,20 @@ def test_every_label_row_is_kept_in_order_duplicates_and_unknown_entities_includ
     assert out.loc[11, FEATURES].isna().all()
 
 
+def test_the_entity_frames_own_columns_come_back_unchanged_whatever_their_types(store):
+    materialize_all(store, rows(("a", 1, 1, 10.0, "free")))
+    request = labels(("a", 3), ("a", 3)).assign(
+        segment=pd.Categorical(["x", "y"]), seen=pd.to_datetime(["2025-01-01", "2025-01-02"], utc=True),
+        note=pd.array(["n1", None], dtype="string"), weight=[0.5, 1.5])
+    out = store.get_historical_features(request, FEATURES)
+    pd.testing.assert_frame_equal(out[request.columns], request)
+    assert list(out.columns) == [*request.columns, *FEATURES]
+    # Duplicate column names cannot go through a dict: they are kept all the same.
+    doubled = pd.concat([request[["user_id", "ts"]], request[["weight", "weight"]]], axis=1)
+    out = store.get_historical_features(doubled, ["visits"])
+    assert list(out.columns) == ["user_id", "ts", "weight", "weight", "visits"] and out["visits"].tolist() == [1, 1]
+
+
 def test_equal_event_times_are_broken_by_ingestion_time_and_old_versions_stay_readable(store):
     first = materialize_all(store, rows(("a", 1, 1, 10.0, "free")))
     corrected = materialize_all(store, rows(("a", 1, 7, 10.0, "free")))  # same entity and event time, new value
