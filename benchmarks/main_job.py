@@ -10,7 +10,7 @@ Every measurement runs in its own child process (this script with ``--measure``)
 own fresh MLOPS_HOME, so imports, caches and memory never leak from one to the next.
 
     .venv/bin/python benchmarks/main_job.py            # full: 20,000 / 200,000 / 1,000,000 rows
-    .venv/bin/python benchmarks/main_job.py --quick    # 5,000 / 50,000 rows, under a minute
+    .venv/bin/python benchmarks/main_job.py --quick    # 5,000 rows, the same table, about two minutes (the graph tunes)
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ CHURN_CONFIG = PROJECT_ROOT / "configs" / "churn.yaml"
 
 RUNNERS = ("dagster", "plain")
 FULL_SIZES = (20_000, 200_000, 1_000_000)
-QUICK_SIZES = (5_000, 50_000)
+QUICK_SIZES = (5_000,)
 # The brief's budget for one runner at one size; a slower measurement is reported as a finding.
 BUDGET_SECONDS = 360
 FULL_TIMEOUT_SECONDS = 600
-QUICK_TIMEOUT_SECONDS = 60
+QUICK_TIMEOUT_SECONDS = 240
 # A child is killed when its RSS passes this share of the machine's available memory.
 MEMORY_CAP_SHARE = 0.8
 POLL_SECONDS = 0.2
@@ -87,11 +87,16 @@ def measure_dagster() -> dict:
         if stat.start_time is not None and stat.end_time is not None:
             steps[stat.step_key.split("__", 1)[-1]] = round(stat.end_time - stat.start_time, 3)
     events = instance.get_records_for_run(summary.run_id, limit=100_000).records
-    failed_checks = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in summary.check_evaluations if not e.passed]
+    # Only blocking (ERROR) checks fail the measurement; WARN checks (drift, card coverage on a fresh home) are noted.
+    failed_checks = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in summary.check_evaluations
+                     if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
+    warned_checks = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in summary.check_evaluations
+                     if not e.passed and e.severity != dg.AssetCheckSeverity.ERROR]
     return {
         "success": summary.success and not failed_checks,
         "error": None if summary.success else "run failed:\n" + summary.table(),
         "failed_checks": failed_checks,
+        "warned_checks": warned_checks,
         "import_s": round(import_s, 3),
         "dagster_import_s": round(dagster_import, 3),
         "job_s": round(job_s, 3),
@@ -134,6 +139,7 @@ PLAIN_MODULES = (
     "mlops_assets.training.evaluation",
     "mlops_assets.training.train",
     "mlops_assets.monitoring.batch",
+    "mlops_assets.governance.assessment",
     "mlops_assets.governance.model_card",
 )
 
@@ -163,8 +169,15 @@ def measure_plain() -> dict:
     from mlops_assets.data.raw_checks import check_raw_rows
     from mlops_assets.data.sources import load_source, row_locator
     from mlops_assets.features.store import FeatureStore
-    from mlops_assets.features.training_set import build_training_set, label_events, split_summary
-    from mlops_assets.governance.model_card import render_model_card
+    from mlops_assets.features.training_set import build_training_set, label_events
+    from mlops_assets.governance.assessment import (
+        measure_explanations,
+        measure_fairness,
+        measure_metrics,
+        model_under_test,
+        version_under_test,
+    )
+    from mlops_assets.governance.model_card import write_card
     from mlops_assets.monitoring.batch import monitor_current_batch
     from mlops_assets.monitoring.monitor import ModelUnderWatch
     from mlops_assets.settings import Settings
@@ -201,6 +214,9 @@ def measure_plain() -> dict:
         store.materialize(view.name, raw)
     lap("features")
 
+    store.publish_online()
+    lap("online_features")
+
     training_set, _ = build_training_set(store, label_events(raw, config))
     lap("training_set")
 
@@ -211,6 +227,10 @@ def measure_plain() -> dict:
     tags = lineage_tags(training_set, config, fitted)
     logged = log_training_run(settings, fitted, config, training_set, tags)
     lap("model")
+
+    fairness = measure_fairness(settings, model_under_test(settings, config, logged, training_set))
+    assert fairness.passed, fairness.verdict()  # a blocking check in the graph
+    lap("fairness")
 
     # Same function as the asset: it loads the logged model back, evaluates it, then registers it.
     evaluation = evaluate_on_test(settings, config, training_set, logged)
@@ -226,11 +246,12 @@ def measure_plain() -> dict:
     monitor_current_batch(config, training_set, watched, settings.dataset_reports(name) / "drift")
     lap("drift_report")
 
-    card = render_model_card(
-        config, registered.version, registered.run_id, evaluation.metrics, split_summary(training_set, config), tags,
-        images={caption: path.name for caption, path in evaluation.plots.items()},
-    )
-    (evaluation.plots["roc"].parent / "model_card.md").write_text(card)
+    measure_explanations(settings, version_under_test(settings, config, registered.version, training_set))
+    lap("explanations")
+
+    subject = version_under_test(settings, config, registered.version, training_set)
+    measure_metrics(settings, subject, training_set)
+    write_card(settings, config, registered.version)
     lap("model_card")
     job_s = time.perf_counter() - started
 
@@ -406,9 +427,16 @@ def table(results: list[dict]) -> str:
     return "\n".join(out)
 
 
+def budget_targets(results: list[dict]) -> list[dict]:
+    """One target per runner and size: the whole process (imports included) within the brief's budget."""
+    return [{"name": f"main job, {r['runner']}, {r['rows']:,} rows: process time, imports included",
+             "measured": r.get("process_s"), "goal": BUDGET_SECONDS, "unit": "s",
+             "met": bool(r.get("success") and not r.get("over_budget", True))} for r in results]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES} (under a minute)")
+    parser.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES} (about two minutes: the graph now tunes and governs)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON results")
     parser.add_argument("--measure", choices=RUNNERS, help=argparse.SUPPRESS)  # internal: child process
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -464,7 +492,8 @@ def main() -> None:
                            f"a fresh MLOPS_HOME, log_level={DAGSTER_LOG_LEVEL}); steps from get_run_step_stats",
                 "plain": "the same domain functions in order (load_source, validate, FeatureStore.materialize, "
                          "build_training_set, tune, fit_model, lineage_tags, log_training_run, evaluate_on_test, set_alias, "
-                         "monitor_current_batch, render_model_card), values kept in memory; no Dagster run, "
+                         "monitor_current_batch, publish_online, measure_fairness, measure_explanations, write_card), values kept "
+                         "in memory; no Dagster run, "
                          "event log, IO manager pickles, metadata or second (inline) model card",
             },
             "config": "configs/churn.yaml with source.rows set; drift.current_rows stays "
@@ -478,8 +507,7 @@ def main() -> None:
         "machine": machine_info(PACKAGES),
         "results": results,
         "table": table(results),
-        # The foundation issue's time limits are for `make demo` (5 min) and the test suite, not for this comparison.
-        "targets": [],
+        "targets": budget_targets(results),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
