@@ -235,6 +235,54 @@ def polars_join_asof(labels: pd.DataFrame, data: Path) -> pd.DataFrame:
     return left.sort("_row").drop("_row").to_pandas()
 
 
+def floor_worker(data: Path, labels_file: str) -> dict:
+    """What any join returning our frame from these inputs does besides matching: a lower bound, in its own process.
+
+    Three parts, timed one after the other: read the two views' columns from the Delta
+    store (Arrow), give each label row's string entity id an integer code (DuckDB's hash
+    join, the fastest way measured here: Arrow's ``index_in`` and pandas' hash table took
+    2-4x longer on 10M Python strings), and fill a fresh frame of the labels plus 20
+    float64 feature columns (on this VM memory a process touches first costs 1-3 s per GB).
+    No row is matched: the point-in-time work comes on top.
+    """
+    import duckdb
+    import pyarrow as pa
+
+    from mlops_assets.features.store import FeatureStore
+
+    labels = pd.read_parquet(data / labels_file)
+    store = FeatureStore(bench_config(data / "config"), home=data / "home")
+    parts, started = {}, time.perf_counter()
+    clock = started
+    tables = {}
+    for view in store.views:
+        dataset = store.offline.dataset(view.name, view.version, None)
+        tables[view.name] = dataset.to_table(columns=[view.entity_column, view.time_column, *view.feature_names])
+    parts["read_views"], clock = time.perf_counter() - clock, time.perf_counter()
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = false")
+    con.register("labels", pd.DataFrame({"entity": labels["entity_id"].to_numpy(), "row": np.arange(len(labels))},
+                                        copy=False))
+    for name, table in tables.items():
+        con.register(f"view_{name}", pa.table({"entity": table.column(0)}))
+    distinct = " UNION ".join(f"SELECT DISTINCT entity FROM view_{name}" for name in tables)
+    con.execute(f"CREATE TEMP TABLE codes AS SELECT entity, (row_number() OVER ())::INTEGER AS code FROM ({distinct})")
+    codes = np.full(len(labels), -1, dtype=np.int32)
+    for batch in con.sql("SELECT l.row, c.code FROM labels l JOIN codes c ON l.entity = c.entity").to_arrow_reader(
+            1_000_000):
+        codes[batch.column(0).to_numpy()] = batch.column(1).to_numpy()
+    con.close()
+    parts["encode_entity_ids"], clock = time.perf_counter() - clock, time.perf_counter()
+    features = {}
+    for name in ALL_FEATURES:
+        features[name] = np.empty(len(labels))
+        features[name].fill(np.nan)
+    frame = pd.DataFrame({**{c: labels[c] for c in labels.columns}, **features}, copy=False)
+    parts["fill_output"] = time.perf_counter() - clock
+    return {"seconds": time.perf_counter() - started, "parts": parts, "rows_out": len(frame),
+            "peak_rss_bytes": peak_rss_bytes()}
+
+
 def run_join(approach: str, data: Path, labels_file: str) -> dict:
     command = [sys.executable, __file__, "--worker", approach, "--data", str(data), "--labels", labels_file]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
@@ -527,7 +575,7 @@ def run(plan: Plan, echo) -> dict:
     try:
         echo("preparing data...")
         history = prepare(plan, data, echo)
-        joins = []
+        joins, floors = [], []
         approaches = ["ours", "duckdb_asof", "polars_join_asof", "pandas_merge_asof"]
         for n in plan.label_sets:
             labels = pd.read_parquet(data / f"labels_{n}.parquet")
@@ -542,6 +590,11 @@ def run(plan: Plan, echo) -> dict:
                 echo(f"  join {n:,} labels, {approach}: "
                      + (f"{row['seconds']:.2f} s, peak {row['peak_rss_bytes'] / 2**30:.2f} GiB, "
                         f"matches reference: {row['matches_reference']}" if "error" not in row else row["error"]))
+            floor = run_join("floor", data, f"labels_{n}.parquet")
+            floors.append({"labels": n, **floor})
+            if "error" not in floor:
+                echo(f"  join {n:,} labels, floor (read views, encode ids, fill output; no matching): "
+                     f"{floor['seconds']:.2f} s ({', '.join(f'{k} {v:.2f}' for k, v in floor['parts'].items())})")
             del labels
         echo("online store...")
         online = online_benchmarks(plan, data, echo)
@@ -563,6 +616,7 @@ def run(plan: Plan, echo) -> dict:
         "machine": machine_info(PACKAGES),
         "wall_time_s": round(time.perf_counter() - wall, 1),
         "point_in_time_join": joins,
+        "point_in_time_floor": floors,
         "online": online,
         "storage": storage,
         "endpoint": endpoint,
@@ -584,8 +638,12 @@ def targets(result: dict) -> list[dict]:
     out = []
     if "seconds" in ours and "seconds" in pandas_:
         speedup = pandas_["seconds"] / ours["seconds"]
+        floor = next((f for f in result.get("point_in_time_floor", []) if f["labels"] == biggest and "seconds" in f), None)
+        note = {} if floor is None else {"note": (
+            f"10x needs {pandas_['seconds'] / 10:.2f} s; ours {ours['seconds']:.2f} s; the work besides matching "
+            f"alone (read views, encode ids, fill output) took {floor['seconds']:.2f} s in the same run")}
         out.append({"name": f"point-in-time join at {biggest:,} labels: speed-up over pandas merge_asof",
-                    "measured": round(speedup, 2), "goal": 10, "unit": "x", "met": speedup >= 10})
+                    "measured": round(speedup, 2), "goal": 10, "unit": "x", "met": speedup >= 10, **note})
         peak = ours["peak_rss_bytes"] / 2**30
         out.append({"name": f"point-in-time join at {biggest:,} labels: peak memory", "measured": round(peak, 2),
                     "goal": 4, "unit": "GiB", "met": peak < 4})
@@ -633,6 +691,10 @@ def table(result: dict) -> str:
         lines.append(f"| join {r['labels']:,} labels | {r['approach']} | {r['seconds']:.2f} s | "
                      f"{r['peak_rss_bytes'] / 2**30:.2f} GiB | rows kept {r['rows_kept']}, sample "
                      f"{r['sample_rows'] - r['sample_mismatches']}/{r['sample_rows']} |")
+    for f in result.get("point_in_time_floor", []):
+        if "seconds" in f:
+            lines.append(f"| join {f['labels']:,} labels | floor: read views, encode ids, fill output (no matching) | "
+                         f"{f['seconds']:.2f} s | {f['peak_rss_bytes'] / 2**30:.2f} GiB | |")
     for name, p in result["online"]["publish"].items():
         if "error" in p:
             continue
@@ -668,6 +730,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         if args.worker.startswith("publish_"):
             print(json.dumps(publish_worker(args.worker.removeprefix("publish_"), args.data, args.prefix)))
+        elif args.worker == "floor":
+            print(json.dumps(floor_worker(args.data, args.labels)))
         elif args.worker == "to_sql":
             print(json.dumps(to_sql_worker(args.data)))
         else:
