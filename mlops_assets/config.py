@@ -179,6 +179,9 @@ class TuningConfig(_Strict):
         default="roc_auc", description="validation metric the study optimizes")
     stages: int = Field(default=4, ge=1, le=50, description="intermediate scores per trial (pruning points)")
     seed: int = Field(default=0, description="TPE seed; worker k of a study uses seed + k")
+    max_train_rows: int | None = Field(
+        default=200_000, ge=1000, description="trials fit on a seeded random sample of at most this many training "
+        "rows (validation uses every row; the registered model is fitted on all of them); null: every row")
 
 
 class ComparisonConfig(_Strict):
@@ -298,6 +301,8 @@ class ExplanationConfig(_Strict):
     """Global permutation importance and per-row contributions (governance)."""
 
     repeats: int = Field(default=5, ge=2, description="permutation-importance repeats (the spread comes from them)")
+    max_rows: int = Field(default=20_000, ge=100, description="test rows each repeat scores: a fresh random sample "
+                          "per repeat when the split is larger (117 s of a 1M-row run with every row)")
     examples: int = Field(default=3, ge=0, description="test rows explained on the card")
     background_rows: int = Field(default=64, ge=8, description="training rows a contribution is measured against")
     permutations: int = Field(default=16, ge=2, description="feature orderings sampled per explained row")

@@ -89,7 +89,8 @@ def loans_home(tmp_path_factory):
     raw["sensitive_attributes"] = ["age_group", "applicant_age"]
     raw["gates"] = {"min_roc_auc": 0.6}
     raw["governance"] = {"roles_file": "governance/roles.yaml",
-                         "fairness": {"bands": {"applicant_age": [30, 50]}, "bootstrap": 50}}
+                         "fairness": {"bands": {"applicant_age": [30, 50]}, "bootstrap": 50},
+                         "explanations": {"max_rows": 100}}
     (configs / "loans.yaml").write_text(yaml.safe_dump(raw))
     (configs / "governance").mkdir()
     people = {"bob": {"roles": ["reviewer"], "token_sha256": token_hash("bob-token")},
@@ -126,6 +127,8 @@ def test_loans_card_counts_missing_human_sections_says_file_order_and_bands_the_
     assert "> **4 section(s) missing: needs a person:**" in text and "loans.card.md" in text
     assert text.count("**missing: needs a person**") == 4  # each human section says so where it belongs
     assert "**Split:** by file order: the dataset has no event-time column" in text
+    test_rows = card["data"]["explanations"]["test_rows"]  # loans: a few hundred, over the config's max_rows of 100
+    assert test_rows > 100 and f"(mean over 5 repeats, each on a random 100 of the {test_rows:,} test rows" in text
     groups = {g["group"] for g in card["data"]["fairness"]["groups"] if g["attribute"] == "applicant_age"}
     assert groups == {"under 30", "30 to under 50", "50 and over"}
     assert_self_contained(Path(metadata["html"]).read_text())

@@ -41,6 +41,17 @@ def test_permutation_importance_is_per_raw_column_and_ranks_the_driving_inputs_f
     assert table.loc[table["feature"] == "purpose", "importance"].abs().item() < 0.02  # pure noise
 
 
+def test_each_repeat_scores_its_own_sample_when_the_test_split_is_larger_than_max_rows(loans_model):
+    config, model, _, test = loans_model
+    y = binary_target(test, config).to_numpy()
+    full = global_importance(model, test, y, repeats=4, seed=0).set_index("feature")
+    sampled = global_importance(model, test, y, repeats=4, seed=0, max_rows=len(test) // 2).set_index("feature")
+    everything = global_importance(model, test, y, repeats=4, seed=0, max_rows=len(test) * 10).set_index("feature")
+    assert sampled.index[0] == "debt_ratio"  # half the rows still find the driving input
+    assert not np.allclose(sampled["importance"], full.loc[sampled.index, "importance"])
+    assert everything.equals(full)  # a cap above the split's size is no cap
+
+
 def test_contributions_add_up_to_the_score_minus_the_average_and_are_told_in_words(loans_model):
     config, model, train, test = loans_model
     background = background_sample(train, config)

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from mlops_assets.config import ConfigError
 from mlops_assets.settings import use_home
 from mlops_assets.training.search_space import check_search_space
-from mlops_assets.training.study import StudyError, open_storage
+from mlops_assets.training.study import SplitData, StudyError, open_storage
 from mlops_assets.training.tuning import tune
 from tests.experiments_support import churn_training_set, write_churn_config
 
@@ -121,3 +121,27 @@ def test_optuna_refuses_mlflows_database(tmp_path):
                   MLOPS_OPTUNA_STORAGE=f"sqlite:///{tmp_path / 'home' / 'mlflow' / 'mlflow.db'}") as settings:
         with pytest.raises(StudyError, match="MLOPS_OPTUNA_STORAGE is MLflow's database"):
             tune(settings, config, churn_training_set(config))
+
+
+def test_trials_fit_on_a_seeded_sample_of_a_large_train_split_and_say_so(tmp_path):
+    config = write_churn_config(tmp_path / "configs", tuning={"n_trials": 2, "pruner": "none", "max_train_rows": 1000})
+    training_set = churn_training_set(config, rows=3000)
+    train = training_set[training_set["split"] == "train"]
+    data = SplitData.from_training_set(training_set, config)
+    again = SplitData.from_training_set(training_set, config)
+
+    # At most max_train_rows, a subset of the train split in its time order, the same every time (every worker).
+    assert len(train) > 1000 and len(data.x_train) == 1000 == len(data.y_train)
+    assert data.x_train.index.is_monotonic_increasing and data.x_train.index.isin(train.index).all()
+    assert data.x_train.index.equals(again.x_train.index)
+    assert len(data.x_validation) == (training_set["split"] == "validation").sum()  # validation is never sampled
+    assert data.describe() == f"1,000 of {len(train):,} training rows (seeded sample)"
+    everything = SplitData.from_training_set(training_set, config.model_copy(
+        update={"tuning": config.tuning.model_copy(update={"max_train_rows": None})}))
+    assert len(everything.x_train) == len(train) and everything.describe() == f"all {len(train):,} training rows"
+
+    with use_home(tmp_path / "home", tmp_path / "configs") as settings:
+        outcome = tune(settings, config, training_set)
+        study_run = MlflowClient(settings.mlflow_tracking_uri).get_run(outcome.mlflow_run_id)
+    assert outcome.tuning_rows == data.describe() == study_run.data.tags["tuning_rows"]
+    assert study_run.data.params["max_train_rows"] == "1000"

@@ -172,7 +172,8 @@ def measure_explanations(settings: Settings, subject: VersionUnderTest) -> dict:
     config = subject.config
     settings_ = config.governance.explanations
     folder = version_folder(settings, config, subject.version)
-    importance = global_importance(subject.model, subject.test, subject.y, settings_.repeats, settings_.seed)
+    importance = global_importance(subject.model, subject.test, subject.y, settings_.repeats, settings_.seed,
+                                   settings_.max_rows)
     background = background_sample(subject.train, config)
     background.to_parquet(folder / "explainer_background.parquet", index=False)
     examples = []
@@ -186,6 +187,8 @@ def measure_explanations(settings: Settings, subject: VersionUnderTest) -> dict:
         "method": "permutation importance on the test split (ROC AUC drop), sampled Shapley contributions "
                   "of the raw input columns against training rows",
         "repeats": settings_.repeats,
+        "rows_per_repeat": min(settings_.max_rows, len(subject.test)),
+        "test_rows": int(len(subject.test)),
         "importance": importance.to_dict(orient="records"),
         "examples": examples,
         "background_rows": int(len(background)),

@@ -231,10 +231,13 @@ def _fairness_blocks(fairness: dict | None) -> list[dict]:
 def _explanation_blocks(explanations: dict | None) -> list[dict]:
     if explanations is None:
         return [_text("Not computed: the explanations asset has not run for this version.")]
+    sampled = explanations.get("rows_per_repeat", 0) < explanations.get("test_rows", 0)
+    rows = (f", each on a random {explanations['rows_per_repeat']:,} of the {explanations['test_rows']:,} test rows"
+            if sampled else "")
     blocks = [
         _text("**Global:** how much the test ROC AUC drops when each raw input column is shuffled "
-              f"(mean over {explanations['repeats']} repeats, with the range). Derived features move with the "
-              "raw columns they are computed from."),
+              f"(mean over {explanations['repeats']} repeats{rows}, with the range). Derived features move with "
+              "the raw columns they are computed from."),
         _table(["input column", "importance", "std", "range"],
                [[r["feature"], r["importance"], r["std"], f"{r['low']:.4f} to {r['high']:.4f}"]
                 for r in explanations["importance"]]),

@@ -61,6 +61,7 @@ def build_training_assets(config: DatasetConfig, settings: Settings) -> list[dg.
                 "best_trial": dg.MetadataValue.int(outcome.best_trial),
                 "trials": dg.MetadataValue.json(outcome.trials),
                 "new_trials": dg.MetadataValue.int(outcome.new_trials),
+                "tuning_rows": outcome.tuning_rows,
                 "seconds": dg.MetadataValue.float(round(outcome.seconds, 2)),
                 "mlflow_run": dg.MetadataValue.url(mlflow_run_url(settings, outcome.mlflow_run_id)),
                 **{name.replace("_", " "): dg.MetadataValue.md(png_markdown(open(path, "rb").read(), name))

@@ -71,18 +71,21 @@ def tune(settings: Settings, config: DatasetConfig, training_set: pd.DataFrame, 
             DESCRIPTION_TAG: f"Optuna study of `{config.model.family}` on `{config.name}`: TPE sampler "
                              f"(seed {config.tuning.seed}+worker), {config.tuning.pruner} pruning on "
                              f"{config.tuning.stages} intermediate validation {config.tuning.metric} scores, "
-                             f"up to {limit} trials. Each trial is a nested run."}
+                             f"up to {limit} trials, each fitted on at most "
+                             f"{config.tuning.max_train_rows or 'every'} training rows. Each trial is a nested run."}
     if parent_run_id:
         tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
     run = client.create_run(experiment_id, tags=tags)
     run_id = run.info.run_id
     started = time.time()
+    data = SplitData.from_training_set(training_set, config)
+    client.set_tag(run_id, "tuning_rows", data.describe())
     try:
         if workers == 1:
             recorder = TrialRecorder(client, experiment_id, run_id, config.name)
             on_trial = (lambda s, _t: progress(len(s.get_trials(deepcopy=False)), limit)) if progress else None
             try:
-                optimize(study, config, SplitData.from_training_set(training_set, config), recorder,
+                optimize(study, config, data, recorder,
                          worker=worker_offset, tags={"dataset": config.name, "optuna.study": name},
                          n_trials=limit, on_trial=on_trial)
             finally:
@@ -93,6 +96,7 @@ def tune(settings: Settings, config: DatasetConfig, training_set: pd.DataFrame, 
         outcome = outcome_of(study, config, settings.optuna_storage,
                              len(study.get_trials(deepcopy=False)) - before, time.time() - started)
         outcome.mlflow_run_id = run_id
+        outcome.tuning_rows = data.describe()
         outcome.plots = study_plots(study, settings.dataset_reports(config.name) / "study" / name)
         _log_outcome(settings, client, run_id, config, outcome, limit, workers)
         client.set_terminated(run_id, "FINISHED")
@@ -109,6 +113,7 @@ def _log_outcome(settings: Settings, client, run_id: str, config: DatasetConfig,
     params = {"model_family": config.model.family, "metric": config.tuning.metric, "pruner": config.tuning.pruner,
               "n_trials": limit, "timeout_seconds": config.tuning.timeout_seconds, "stages": config.tuning.stages,
               "sampler": "TPE", "sampler_seed": config.tuning.seed, "workers": workers,
+              "max_train_rows": config.tuning.max_train_rows,
               "search_space": json.dumps({k: v.model_dump(exclude_none=True) for k, v in config.search_space.items()})}
     metrics = {f"best_validation_{outcome.metric}": outcome.best_value, "trials_complete": counts.get("COMPLETE", 0),
                "trials_pruned": counts.get("PRUNED", 0), "trials_failed": counts.get("FAIL", 0),
