@@ -65,22 +65,23 @@ def tune(settings: Settings, config: DatasetConfig, training_set: pd.DataFrame, 
 
     experiment_id = ensure_experiment(settings)
     client = tracking_client(settings)
+    cap = config.tuning.max_train_rows
     tags = {MLFLOW_RUN_NAME: f"{config.name} study {now_label()}", "dataset": config.name, "run_kind": "study",
             "optuna.study": name, "optuna.storage": redacted(settings.optuna_storage),
             "data_snapshot": snapshot,
             DESCRIPTION_TAG: f"Optuna study of `{config.model.family}` on `{config.name}`: TPE sampler "
                              f"(seed {config.tuning.seed}+worker), {config.tuning.pruner} pruning on "
                              f"{config.tuning.stages} intermediate validation {config.tuning.metric} scores, "
-                             f"up to {limit} trials, each fitted on at most "
-                             f"{config.tuning.max_train_rows or 'every'} training rows. Each trial is a nested run."}
+                             f"up to {limit} trials, each fitted on {'all' if cap is None else f'at most {cap:,}'} "
+                             "training rows. Each trial is a nested run."}
     if parent_run_id:
         tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
     run = client.create_run(experiment_id, tags=tags)
     run_id = run.info.run_id
     started = time.time()
-    data = SplitData.from_training_set(training_set, config)
-    client.set_tag(run_id, "tuning_rows", data.describe())
     try:
+        data = SplitData.from_training_set(training_set, config)
+        client.set_tag(run_id, "tuning_rows", data.describe())
         if workers == 1:
             recorder = TrialRecorder(client, experiment_id, run_id, config.name)
             on_trial = (lambda s, _t: progress(len(s.get_trials(deepcopy=False)), limit)) if progress else None
