@@ -10,7 +10,7 @@ Every measurement runs in its own child process (this script with ``--measure``)
 own fresh MLOPS_HOME, so imports, caches and memory never leak from one to the next.
 
     .venv/bin/python benchmarks/main_job.py            # full: 20,000 / 200,000 / 1,000,000 rows
-    .venv/bin/python benchmarks/main_job.py --quick    # 5,000 rows, the same table, about two minutes (the graph tunes)
+    .venv/bin/python benchmarks/main_job.py --quick    # 5,000 rows and 8 tuning trials, the same table, about a minute
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ CHURN_CONFIG = PROJECT_ROOT / "configs" / "churn.yaml"
 RUNNERS = ("dagster", "plain")
 FULL_SIZES = (20_000, 200_000, 1_000_000)
 QUICK_SIZES = (5_000,)
+QUICK_TRIALS = 8  # the shipped 20 trials made --quick take two minutes; the table is the same
 # The brief's budget for one runner at one size; a slower measurement is reported as a finding.
 BUDGET_SECONDS = 360
 FULL_TIMEOUT_SECONDS = 600
@@ -293,12 +294,14 @@ def run_child(runner: str, result_path: Path) -> None:
 # Parent side: spawn, watch (time and memory), collect, print, write.
 # --------------------------------------------------------------------------------------------
 
-def write_config(folder: Path, rows: int) -> None:
-    """The shipped churn config with only source.rows changed."""
+def write_config(folder: Path, rows: int, trials: int | None = None) -> None:
+    """The shipped churn config with only source.rows changed (and tuning.n_trials, for --quick)."""
     import yaml
 
     config = yaml.safe_load(CHURN_CONFIG.read_text())
     config["source"]["rows"] = rows
+    if trials is not None:
+        config["tuning"]["n_trials"] = trials
     folder.mkdir(parents=True)
     (folder / "churn.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -339,11 +342,11 @@ def log_tail(path: Path) -> str:
         return ""
 
 
-def measure(runner: str, rows: int, timeout: float, memory_cap_mb: float) -> dict:
+def measure(runner: str, rows: int, timeout: float, memory_cap_mb: float, trials: int | None = None) -> dict:
     """One child process in one fresh home; killed (with its process group) past timeout or memory cap."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-main-job-{runner}-{rows}-"))
     try:
-        write_config(workdir / "configs", rows)
+        write_config(workdir / "configs", rows, trials)
         env = {k: v for k, v in os.environ.items() if k not in HOME_VARIABLES}
         env.update({"MLOPS_HOME": str(workdir / "home"), "MLOPS_CONFIGS": str(workdir / "configs"),
                     "PYTHONHASHSEED": "0"})
@@ -436,7 +439,7 @@ def budget_targets(results: list[dict]) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES} (about two minutes: the graph now tunes and governs)")
+    parser.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES}, {QUICK_TRIALS} tuning trials (about a minute)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON results")
     parser.add_argument("--measure", choices=RUNNERS, help=argparse.SUPPRESS)  # internal: child process
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -461,7 +464,7 @@ def main() -> None:
                                 "error": f"skipped: {broken[runner]}"})
                 continue
             print(f"measuring {runner} at {rows:,} rows ...", file=sys.stderr, flush=True)
-            result = measure(runner, rows, timeout, memory_cap_mb)
+            result = measure(runner, rows, timeout, memory_cap_mb, QUICK_TRIALS if args.quick else None)
             results.append(result)
             if not result["success"]:
                 broken[runner] = f"failed at {rows:,} rows"
@@ -499,7 +502,8 @@ def main() -> None:
                          "in memory; no Dagster run, "
                          "event log, IO manager pickles, metadata or second (inline) model card",
             },
-            "config": "configs/churn.yaml with source.rows set; drift.current_rows stays "
+            "config": "configs/churn.yaml with source.rows set (and tuning.n_trials "
+                      f"{QUICK_TRIALS if args.quick else 'as shipped'}); drift.current_rows stays "
                       "at the shipped value, so the drift reference grows and the current batch does not",
             "timeout_s": timeout,
             "budget_s": BUDGET_SECONDS,
