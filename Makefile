@@ -10,9 +10,9 @@ setup: $(STAMP)
 
 # requirements.lock pins every package to the versions the tests passed on; uv installs
 # them in seconds (pip is the fallback). The package itself is installed editable.
-# Bytecode is compiled at install: where PYTHONDONTWRITEBYTECODE is set (as on our CI
-# machines) Python would otherwise compile every module from source in every process,
-# and `import mlflow` alone took 7.7 s instead of 3.2.
+# Bytecode is compiled at install: where PYTHONDONTWRITEBYTECODE is set (as it is on
+# this project's build machines) Python would otherwise compile every module from source
+# in every process, and `import mlflow` alone took 7.7 s instead of 3.2.
 $(STAMP): requirements.lock pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else "Python 3.11 is required, found %d.%d" % v)'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -245,9 +245,8 @@ def floor_worker(data: Path, labels_file: str) -> dict:
     Three parts, timed one after the other: read the two views' columns from the Delta
     store (Arrow), give each label row's string entity id an integer code (DuckDB's hash
     join, the fastest way measured here: Arrow's ``index_in`` and pandas' hash table took
-    2-4x longer on 10M Python strings), and fill a fresh frame of the labels plus 20
-    float64 feature columns (on this VM memory a process touches first costs 1-3 s per GB).
-    No row is matched: the point-in-time work comes on top.
+    2-4x longer on 10M Python strings), and fill a new frame of the labels plus 20
+    float64 feature columns. No row is matched: the point-in-time work comes on top.
     """
     import duckdb
     import pyarrow as pa

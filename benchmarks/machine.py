@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
+import sys
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -46,10 +49,6 @@ def warm_memory(gib: float) -> dict:
     reused by the next process, so without this the first approach to need a lot of
     memory pays for everyone after it. Capped at what is available, less 1 GiB.
     """
-    import subprocess
-    import sys
-    import time
-
     available = meminfo_kb("MemAvailable") / 2**20
     size = max(0.0, min(gib, available - 1))
     started = time.perf_counter()
