@@ -153,7 +153,7 @@ class SplitData:
                    validation[config.model_features], binary_target(validation, config).to_numpy(), available)
 
     def describe(self) -> str:
-        """``"all 4,200 training rows"`` or ``"200,000 of 800,000 training rows (seeded sample)"``."""
+        """``"all 14,000 training rows"`` or ``"200,000 of 700,000 training rows (seeded sample)"``."""
         used = len(self.x_train)
         if used >= self.train_rows_available:
             return f"all {used:,} training rows"
